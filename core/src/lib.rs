@@ -23,8 +23,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod http;
 pub mod media;
 pub mod outq;
+pub mod session;
 pub mod time;
 pub mod wire;
 

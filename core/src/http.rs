@@ -1,0 +1,321 @@
+//! HTTP/1.1 request heads and response heads for the live HTTP outputs (HTTP-FLV now, HLS and
+//! HTTP-TS later).
+//!
+//! Parsing is done by `httparse` (no_std, no allocation); this module bounds the head size and
+//! header count, and turns a request path into a [`LiveRequest`]. Incomplete input is not an
+//! error: [`parse_request_head`] returns `Ok(None)` until the blank line arrives.
+
+use alloc::string::String;
+use core::fmt::Write as _;
+
+use bytes::{BufMut, BytesMut};
+
+/// Largest request head accepted, in bytes.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Largest number of header fields accepted.
+pub const MAX_HEADERS: usize = 48;
+
+/// The request methods the server distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: like GET, without a body.
+    Head,
+    /// `OPTIONS`: a CORS preflight.
+    Options,
+    /// Anything else; answered with 405.
+    Other,
+}
+
+/// The parts of a request head the server acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The request method.
+    pub method: Method,
+    /// The path, percent-decoding not applied, without the query string.
+    pub path: String,
+    /// The query string after `?`, if any.
+    pub query: Option<String>,
+    /// The `Origin` header, echoed back in CORS responses.
+    pub origin: Option<String>,
+    /// True for HTTP/1.0 requests.
+    pub http10: bool,
+}
+
+/// Why a request head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The head is not valid HTTP/1.x.
+    #[error("malformed request head: {0}")]
+    Malformed(&'static str),
+    /// The head grew past [`MAX_HEAD_BYTES`] without ending.
+    #[error("request head exceeds {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header fields.
+    #[error("more than {MAX_HEADERS} header fields")]
+    TooManyHeaders,
+}
+
+/// Parses a request head from the start of `input`.
+///
+/// Returns the head and the number of bytes it occupied, `Ok(None)` if more input is needed,
+/// or an error if the input can never become a valid head within the bounds.
+pub fn parse_request_head(input: &[u8]) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let window = input.get(..MAX_HEAD_BYTES).unwrap_or(input);
+    let consumed = match request.parse(window) {
+        Ok(httparse::Status::Complete(consumed)) => consumed,
+        Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD_BYTES => {
+            return Err(HttpError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(error) => return Err(HttpError::Malformed(error_name(error))),
+    };
+    let method = match request.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("OPTIONS") => Method::Options,
+        _ => Method::Other,
+    };
+    let target = request
+        .path
+        .ok_or(HttpError::Malformed("no request target"))?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(String::from(query))),
+        None => (target, None),
+    };
+    let origin = request
+        .headers
+        .iter()
+        .find(|header| header.name.eq_ignore_ascii_case("origin"))
+        .and_then(|header| core::str::from_utf8(header.value).ok())
+        .map(String::from);
+    let head = RequestHead {
+        method,
+        path: String::from(path),
+        query,
+        origin,
+        http10: request.version == Some(0),
+    };
+    Ok(Some((head, consumed)))
+}
+
+fn error_name(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+/// The live output a request path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveFormat {
+    /// HTTP-FLV: `/{app}/{stream}.flv` or `.live.flv`.
+    Flv,
+}
+
+/// A request for a live stream, resolved from the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRequest<'a> {
+    /// The application name (first path segment).
+    pub app: &'a str,
+    /// The stream name, without the format suffix.
+    pub stream: &'a str,
+    /// Which output was asked for.
+    pub format: LiveFormat,
+}
+
+/// Resolves a request path of the form `/{app}/{stream}.flv` (or `.live.flv`).
+/// Returns `None` for paths that name no live output.
+pub fn resolve_live_path(path: &str) -> Option<LiveRequest<'_>> {
+    let rest = path.strip_prefix('/')?;
+    let (app, file) = rest.split_once('/')?;
+    if app.is_empty() || file.contains('/') {
+        return None;
+    }
+    let stream = file
+        .strip_suffix(".live.flv")
+        .or_else(|| file.strip_suffix(".flv"))?;
+    if stream.is_empty() {
+        return None;
+    }
+    Some(LiveRequest {
+        app,
+        stream,
+        format: LiveFormat::Flv,
+    })
+}
+
+/// Status codes the server answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 200 OK.
+    Ok,
+    /// 204 No Content (CORS preflight).
+    NoContent,
+    /// 400 Bad Request.
+    BadRequest,
+    /// 404 Not Found.
+    NotFound,
+    /// 405 Method Not Allowed.
+    MethodNotAllowed,
+    /// 409 Conflict.
+    Conflict,
+    /// 503 Service Unavailable.
+    ServiceUnavailable,
+}
+
+impl Status {
+    /// The numeric code and reason phrase.
+    pub fn code_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Status::Ok => (200, "OK"),
+            Status::NoContent => (204, "No Content"),
+            Status::BadRequest => (400, "Bad Request"),
+            Status::NotFound => (404, "Not Found"),
+            Status::MethodNotAllowed => (405, "Method Not Allowed"),
+            Status::Conflict => (409, "Conflict"),
+            Status::ServiceUnavailable => (503, "Service Unavailable"),
+        }
+    }
+}
+
+/// Writes the head of the endless response that carries a live stream: no Content-Length,
+/// the body ends when the connection closes; CORS open so browser players (flv.js,
+/// mpegts.js) may read it.
+pub fn write_stream_head(out: &mut BytesMut, content_type: &str, origin: Option<&str>) {
+    write_status_line(out, Status::Ok);
+    write_header(out, "Content-Type", content_type);
+    write_header(out, "Cache-Control", "no-cache, no-store");
+    write_header(out, "Connection", "close");
+    write_cors(out, origin);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes a complete short response with a plain-text body (errors, preflight answers).
+pub fn write_simple_response(out: &mut BytesMut, status: Status, origin: Option<&str>, body: &str) {
+    write_status_line(out, status);
+    if status == Status::NoContent {
+        write_header(out, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        write_header(out, "Access-Control-Allow-Headers", "*");
+        write_header(out, "Access-Control-Max-Age", "86400");
+    } else {
+        write_header(out, "Content-Type", "text/plain; charset=utf-8");
+        let mut length = String::new();
+        let _ = write!(length, "{}", body.len());
+        write_header(out, "Content-Length", &length);
+    }
+    write_header(out, "Connection", "close");
+    write_cors(out, origin);
+    out.put_slice(b"\r\n");
+    if status != Status::NoContent {
+        out.put_slice(body.as_bytes());
+    }
+}
+
+fn write_status_line(out: &mut BytesMut, status: Status) {
+    let (code, reason) = status.code_and_reason();
+    let mut line = String::new();
+    let _ = write!(line, "HTTP/1.1 {code} {reason}\r\n");
+    out.put_slice(line.as_bytes());
+    write_header(out, "Server", "mediakit");
+}
+
+fn write_cors(out: &mut BytesMut, origin: Option<&str>) {
+    match origin {
+        Some(origin) if is_header_safe(origin) => {
+            write_header(out, "Access-Control-Allow-Origin", origin);
+            write_header(out, "Access-Control-Allow-Credentials", "true");
+            write_header(out, "Vary", "Origin");
+        }
+        _ => write_header(out, "Access-Control-Allow-Origin", "*"),
+    }
+}
+
+fn write_header(out: &mut BytesMut, name: &str, value: &str) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// An echoed header value must not be able to inject lines into the response.
+fn is_header_safe(value: &str) -> bool {
+    value.bytes().all(|byte| byte != b'\r' && byte != b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const REQUEST: &[u8] =
+        b"GET /live/demo.flv?token=1 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.b\r\n\r\n";
+
+    #[test]
+    fn parses_a_live_flv_request() {
+        let (head, consumed) = parse_request_head(REQUEST).unwrap().unwrap();
+        assert_eq!(consumed, REQUEST.len());
+        assert_eq!(head.method, Method::Get);
+        assert_eq!(head.path, "/live/demo.flv");
+        assert_eq!(head.query.as_deref(), Some("token=1"));
+        assert_eq!(head.origin.as_deref(), Some("http://a.b"));
+        let live = resolve_live_path(&head.path).unwrap();
+        assert_eq!(
+            (live.app, live.stream, live.format),
+            ("live", "demo", LiveFormat::Flv)
+        );
+    }
+
+    #[test]
+    fn live_flv_alias_and_non_live_paths() {
+        assert_eq!(
+            resolve_live_path("/live/cam.live.flv").unwrap().stream,
+            "cam"
+        );
+        assert_eq!(resolve_live_path("/live/.flv"), None);
+        assert_eq!(resolve_live_path("/live/a/b.flv"), None);
+        assert_eq!(resolve_live_path("/demo.flv"), None);
+        assert_eq!(resolve_live_path("/live/demo.mp4"), None);
+    }
+
+    #[test]
+    fn oversized_head_is_refused() {
+        let mut input = alloc::vec::Vec::from(&b"GET / HTTP/1.1\r\n"[..]);
+        while input.len() < MAX_HEAD_BYTES + 10 {
+            input.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert!(parse_request_head(&input).is_err());
+    }
+
+    #[test]
+    fn cors_origin_cannot_inject_headers() {
+        let mut out = BytesMut::new();
+        write_stream_head(&mut out, "video/x-flv", Some("http://a\r\nSet-Cookie: x"));
+        let text = core::str::from_utf8(&out).unwrap();
+        assert!(!text.contains("Set-Cookie"));
+        assert!(text.contains("Access-Control-Allow-Origin: *"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_head(split in 0..REQUEST.len()) {
+            prop_assert_eq!(parse_request_head(&REQUEST[..split]).unwrap(), None);
+            prop_assert!(parse_request_head(REQUEST).unwrap().is_some());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_request_head(&input);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What every server-side protocol session has in common, so a runtime can drive RTMP,
+//! HTTP-FLV (and later RTSP) connections with one loop.
+//!
+//! The runtime's loop, after each input, timeout or command:
+//! 1. drain [`LiveSession::poll_event`] and act on each event (ask the hub, answer with
+//!    `accept_*` / `reject`);
+//! 2. write out [`LiveSession::transmit`] with a vectored write, advancing it by what the
+//!    socket took;
+//! 3. sleep until input, [`LiveSession::poll_timeout`], or media for a player.
+
+use alloc::string::String;
+use bytes::BytesMut;
+
+use crate::media::Media;
+use crate::outq::OutQueue;
+use crate::time::Millis;
+
+/// What a session asks of the server, or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The peer wants to publish `app/stream`; answer with `accept_publish` or `reject`.
+    PublishRequested {
+        /// Application name.
+        app: String,
+        /// Stream name (any query string removed).
+        stream: String,
+    },
+    /// The peer wants to play `app/stream`; answer with `accept_play` or `reject`.
+    PlayRequested {
+        /// Application name.
+        app: String,
+        /// Stream name (any query string removed).
+        stream: String,
+    },
+    /// A publishing peer sent a media item.
+    Media(Media),
+    /// The publishing peer stopped publishing (the connection may stay open).
+    PublishStopped,
+    /// The playing peer stopped playing (the connection may stay open).
+    PlayStopped,
+    /// The session has finished; close the connection once `transmit` is flushed.
+    Closed {
+        /// Why, for the log line.
+        reason: &'static str,
+    },
+}
+
+/// Why the server refuses a publish or play request; each protocol maps it to its own answer
+/// (RTMP onStatus codes, HTTP status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The stream is not live and did not become live within the wait.
+    NotFound,
+    /// Somebody is already publishing this name.
+    AlreadyPublishing,
+    /// The name is malformed.
+    BadName,
+    /// The server is at a configured limit.
+    Unavailable,
+}
+
+/// Whether a session is still setting up or carrying media; runtimes set socket options by
+/// phase (TCP_NODELAY while handshaking, off with MSG_MORE once media flows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Handshake and command exchange.
+    Setup,
+    /// Media is flowing.
+    Media,
+}
+
+/// A server-side protocol session driven by a runtime.
+pub trait LiveSession {
+    /// The error that ends the session.
+    type Error: core::fmt::Display;
+
+    /// Consumes bytes received from the peer (all of them, or leaves an incomplete tail).
+    fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), Self::Error>;
+    /// The next event to act on.
+    fn poll_event(&mut self) -> Option<SessionEvent>;
+    /// Accepts the pending publish request.
+    fn accept_publish(&mut self);
+    /// Accepts the pending play request; media follows through `send_media`.
+    fn accept_play(&mut self);
+    /// Refuses the pending request.
+    fn reject(&mut self, why: Rejection);
+    /// Queues one media item for a playing peer.
+    fn send_media(&mut self, media: &Media);
+    /// Tells a playing peer the stream has ended.
+    fn end_of_stream(&mut self);
+    /// The bytes waiting to be sent.
+    fn transmit(&mut self) -> &mut OutQueue;
+    /// The next deadline, if any.
+    fn poll_timeout(&self) -> Option<Millis>;
+    /// Called at or after the deadline from `poll_timeout`.
+    fn handle_timeout(&mut self, now: Millis);
+    /// Setup or media phase.
+    fn phase(&self) -> Phase;
+}
