@@ -1,0 +1,105 @@
+//! Socket setup and sends shared by the runtimes, all through `socket2` so no `unsafe` is
+//! needed here.
+
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, TcpListener};
+
+use mediakit_core::OutQueue;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+/// Most iovecs one `sendmsg` takes on Linux (`IOV_MAX`).
+pub const IOV_MAX: usize = 1024;
+
+/// Opens a non-blocking listener with `SO_REUSEPORT`, so every worker can bind its own on the
+/// same port and the kernel spreads new connections across workers.
+pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The socket options of a connection for its phase: `TCP_NODELAY` on during setup for a
+/// fast start, off once media flows so the kernel can fill segments.
+pub fn set_nodelay(socket: SockRef<'_>, nodelay: bool) -> io::Result<()> {
+    socket.set_nodelay(nodelay)
+}
+
+/// Writes as much of `queue` as the socket takes in one vectored send of up to [`IOV_MAX`]
+/// segments, and advances the queue by what was written.
+///
+/// With `more_coming` set (media phase, more queued than one call sends), the send carries
+/// `MSG_MORE` so small packets share TCP segments.
+pub fn send_queue(socket: SockRef<'_>, queue: &mut OutQueue, more_coming: bool) -> io::Result<usize> {
+    let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+    let mut heap: Vec<IoSlice<'_>>;
+    let count = queue.segment_count().min(IOV_MAX);
+    let iov: &[IoSlice<'_>] = if count <= slices.len() {
+        for (slot, segment) in slices.iter_mut().zip(queue.segments()) {
+            *slot = IoSlice::new(segment);
+        }
+        &slices[..count]
+    } else {
+        heap = Vec::with_capacity(count);
+        heap.extend(queue.segments().take(count).map(IoSlice::new));
+        &heap
+    };
+    let partial_batch = count < queue.segment_count();
+    let written = send_vectored(&socket, iov, more_coming || partial_batch)?;
+    queue.advance(written);
+    Ok(written)
+}
+
+#[cfg(target_os = "linux")]
+fn send_vectored(socket: &SockRef<'_>, iov: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
+    let flags = libc_flags::MSG_NOSIGNAL | if more { libc_flags::MSG_MORE } else { 0 };
+    socket.send_vectored_with_flags(iov, flags)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_vectored(socket: &SockRef<'_>, iov: &[IoSlice<'_>], _more: bool) -> io::Result<usize> {
+    socket.send_vectored(iov)
+}
+
+/// The two Linux `send` flags we use, spelled out to avoid a `libc` dependency for two
+/// constants (values from `<sys/socket.h>`, stable Linux ABI).
+#[cfg(target_os = "linux")]
+mod libc_flags {
+    pub const MSG_MORE: i32 = 0x8000;
+    pub const MSG_NOSIGNAL: i32 = 0x4000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    #[test]
+    fn two_listeners_share_a_port_and_queue_is_sent_in_order() {
+        let first = reuseport_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let _second = reuseport_listener(addr).unwrap();
+        first.set_nonblocking(false).unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (mut server_side, _) = first.accept().unwrap();
+        let mut queue = OutQueue::new();
+        let mut expected = Vec::new();
+        for i in 0..2000u32 {
+            let segment = i.to_be_bytes().to_vec();
+            expected.extend_from_slice(&segment);
+            queue.push(segment.into());
+        }
+        while !queue.is_empty() {
+            send_queue(SockRef::from(&client), &mut queue, true).unwrap();
+        }
+        drop(client);
+        let mut received = Vec::new();
+        server_side.read_to_end(&mut received).unwrap();
+        assert_eq!(received, expected);
+    }
+}
