@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod amf0;
 pub mod http;
 pub mod media;
 pub mod outq;
