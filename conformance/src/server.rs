@@ -1,0 +1,106 @@
+//! Starting and stopping a real server binary on free loopback ports.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The server binaries the live suite runs against.
+pub fn server_binaries() -> Vec<PathBuf> {
+    if let Ok(list) = std::env::var("MEDIAKIT_SERVER_BINS") {
+        return list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| crate::workspace_root().join("target"));
+    let release = target.join("release").join("mediakit");
+    assert!(
+        release.exists(),
+        "{} is missing: build it with `cargo build --release -p mediakit-tokio` or set MEDIAKIT_SERVER_BINS",
+        release.display()
+    );
+    vec![release]
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A running server process; killed (by its PID) when dropped.
+pub struct Server {
+    child: Child,
+    /// The RTMP port.
+    pub rtmp_port: u16,
+    /// The HTTP port.
+    pub http_port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `binary` on free ports with extra flags, and waits until both ports accept.
+    pub fn start(binary: &PathBuf, extra_args: &[&str]) -> Server {
+        let rtmp_port = free_port();
+        let http_port = free_port();
+        let mut child = Command::new(binary)
+            .args(["--bind", "127.0.0.1", "--workers", "2"])
+            .args(["--rtmp-port", &rtmp_port.to_string(), "--http-port", &http_port.to_string()])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().map(|mut log| log.push(line)).ok();
+                }
+            });
+        }
+        let server = Server { child, rtmp_port, http_port, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [rtmp_port, http_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "server did not listen on {port}; log:\n{}", server.log_text());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        server
+    }
+
+    /// `rtmp://127.0.0.1:PORT/{path}`.
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
+    }
+
+    /// `http://127.0.0.1:PORT/{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.http_port)
+    }
+
+    /// The RTMP socket address.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.rtmp_port))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|log| log.join("\n")).unwrap_or_default()
+    }
+
+    /// True while the process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,504 @@
+//! The server side of an RTMP connection: handshake, chunk stream, and the NetConnection /
+//! NetStream command flow for publishing and playing, as OBS, ffmpeg and Flash-era players
+//! expect it.
+//!
+//! The session asks the server before it accepts anything: a `publish` becomes
+//! [`SessionEvent::PublishRequested`], a `play` becomes [`SessionEvent::PlayRequested`], and
+//! the answer comes back through [`LiveSession::accept_publish`], [`LiveSession::accept_play`]
+//! or [`LiveSession::reject`], which send the `onStatus` replies clients wait for.
+
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use bytes::{Bytes, BytesMut};
+
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, MessageHeader};
+use super::command::{encode_command, on_status, status_object, strip_query, Command, CommandError};
+use super::handshake::{HandshakeError, ServerHandshake};
+use super::message::{types, AckTracker, BandwidthLimit, ControlMessage, MessageError, UserControlEvent};
+use super::Message;
+use crate::amf0::Amf0Value;
+use crate::flv::{self, FlvError, TagType};
+use crate::media::Media;
+use crate::outq::OutQueue;
+use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::time::Millis;
+
+/// Chunk stream for connection-level command replies.
+const CSID_COMMAND: u32 = 3;
+/// Chunk stream for stream-level status and metadata.
+const CSID_STREAM: u32 = 5;
+/// Chunk stream for audio.
+const CSID_AUDIO: u32 = 4;
+/// Chunk stream for video.
+const CSID_VIDEO: u32 = 6;
+/// The acknowledgement window and peer bandwidth we announce.
+const WINDOW: u32 = 2_500_000;
+
+/// Limits and settings of one server session.
+#[derive(Debug, Clone)]
+pub struct RtmpServerConfig {
+    /// The chunk size we send with (announced right after `connect`).
+    pub chunk_size: u32,
+    /// The largest message length a peer may declare.
+    pub max_message_len: u32,
+    /// A connection that is not publishing or playing by then is closed, in milliseconds.
+    pub setup_timeout_ms: u64,
+    /// A publisher that sends nothing for this long is closed, in milliseconds.
+    pub publish_idle_timeout_ms: u64,
+}
+
+impl Default for RtmpServerConfig {
+    fn default() -> Self {
+        Self { chunk_size: 60_000, max_message_len: 8 << 20, setup_timeout_ms: 15_000, publish_idle_timeout_ms: 20_000 }
+    }
+}
+
+/// Why an RTMP session failed; the connection is closed with this as the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtmpError {
+    /// The handshake was malformed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The chunk stream was malformed or exceeded a limit.
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    /// A protocol control message was malformed.
+    #[error("control message: {0}")]
+    Control(#[from] MessageError),
+    /// A command message was malformed.
+    #[error("command: {0}")]
+    Command(#[from] CommandError),
+    /// An audio, video or data message could not be read.
+    #[error("media: {0}")]
+    Media(#[from] FlvError),
+    /// The peer broke the command flow.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+#[derive(Debug)]
+enum Stage {
+    Handshake(ServerHandshake),
+    Chunks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Idle,
+    PublishPending { stream_id: u32 },
+    Publishing { stream_id: u32 },
+    PlayPending { stream_id: u32 },
+    Playing { stream_id: u32 },
+}
+
+/// One server-side RTMP connection.
+#[derive(Debug)]
+pub struct RtmpServerSession {
+    config: RtmpServerConfig,
+    stage: Stage,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    out: OutQueue,
+    arena: BytesMut,
+    events: VecDeque<SessionEvent>,
+    ack: AckTracker,
+    app: Option<String>,
+    stream_name: String,
+    next_stream_id: u32,
+    mode: Mode,
+    started: Millis,
+    last_input: Millis,
+    failed: Option<RtmpError>,
+    closed: bool,
+}
+
+impl RtmpServerSession {
+    /// A session for a connection accepted at `now`. `random` seeds the handshake's random
+    /// bytes (the core has no RNG; any per-connection unpredictable value will do).
+    pub fn new(config: RtmpServerConfig, now: Millis, random: u64) -> Self {
+        let decoder = ChunkDecoder::new(config.max_message_len);
+        Self {
+            config,
+            stage: Stage::Handshake(ServerHandshake::new(random)),
+            decoder,
+            encoder: ChunkEncoder::new(),
+            out: OutQueue::new(),
+            arena: BytesMut::new(),
+            events: VecDeque::new(),
+            ack: AckTracker::new(0),
+            app: None,
+            stream_name: String::new(),
+            next_stream_id: 1,
+            mode: Mode::Idle,
+            started: now,
+            last_input: now,
+            failed: None,
+            closed: false,
+        }
+    }
+
+    fn process(&mut self, input: &mut BytesMut) -> Result<(), RtmpError> {
+        if let Stage::Handshake(handshake) = &mut self.stage {
+            handshake.handle_input(input)?;
+            while let Some(reply) = handshake.take_output() {
+                self.out.push(reply);
+            }
+            if !handshake.is_done() {
+                return Ok(());
+            }
+            self.stage = Stage::Chunks;
+        }
+        loop {
+            let before = input.len();
+            let message = self.decoder.decode(input)?;
+            if let Some(ack) = self.ack.acknowledgement(before - input.len()) {
+                self.encoder.write_control(&ack, &mut self.out)?;
+            }
+            match message {
+                Some(message) => self.on_message(message)?,
+                None => return Ok(()),
+            }
+            if self.closed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: Message) -> Result<(), RtmpError> {
+        let header = message.header;
+        match header.type_id {
+            type_id if ControlMessage::is_control(type_id) => {
+                self.on_control(ControlMessage::parse(type_id, &message.payload)?)
+            }
+            types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
+                let command = Command::decode(&message.payload, header.type_id == types::COMMAND_AMF3)?;
+                self.on_command(command, header.stream_id)
+            }
+            types::AUDIO | types::VIDEO | types::DATA_AMF0 | types::DATA_AMF3 => {
+                if !matches!(self.mode, Mode::Publishing { .. }) {
+                    return Ok(());
+                }
+                let (tag_type, body) = match header.type_id {
+                    types::AUDIO => (TagType::Audio, message.payload),
+                    types::VIDEO => (TagType::Video, message.payload),
+                    types::DATA_AMF3 => (TagType::Script, message.payload.slice(1.min(message.payload.len())..)),
+                    _ => (TagType::Script, message.payload),
+                };
+                if let Some(media) = flv::parse_tag_body(tag_type, header.timestamp, body)? {
+                    self.events.push_back(SessionEvent::Media(media));
+                }
+                Ok(())
+            }
+            types::AGGREGATE => self.on_aggregate(header.timestamp, message.payload),
+            _ => Ok(()),
+        }
+    }
+
+    /// An aggregate message is a run of FLV tags (header, body, previous-tag-size) whose
+    /// timestamps are shifted so the first equals the message's.
+    fn on_aggregate(&mut self, timestamp: u32, payload: Bytes) -> Result<(), RtmpError> {
+        if !matches!(self.mode, Mode::Publishing { .. }) {
+            return Ok(());
+        }
+        let mut offset = 0usize;
+        let mut base: Option<u32> = None;
+        while offset < payload.len() {
+            let mut reader = crate::wire::Reader::new(payload.get(offset..).unwrap_or_default());
+            let tag_type = reader.u8().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let size = reader.u24_be().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))? as usize;
+            let low = reader.u24_be().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let high = reader.u8().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            reader.skip(3).ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let body = reader.take_range(size).ok_or(RtmpError::Protocol("aggregate: truncated tag body"))?;
+            reader.skip(4).ok_or(RtmpError::Protocol("aggregate: missing previous tag size"))?;
+            let tag_time = (u32::from(high) << 24) | low;
+            let first = *base.get_or_insert(tag_time);
+            let time = timestamp.wrapping_add(tag_time.wrapping_sub(first));
+            let body = payload.slice(offset + body.start..offset + body.end);
+            offset += reader.offset();
+            let tag_type = match tag_type & 0x1f {
+                8 => TagType::Audio,
+                9 => TagType::Video,
+                18 => TagType::Script,
+                _ => continue,
+            };
+            if let Some(media) = flv::parse_tag_body(tag_type, time, body)? {
+                self.events.push_back(SessionEvent::Media(media));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_control(&mut self, control: ControlMessage) -> Result<(), RtmpError> {
+        match control {
+            ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
+            ControlMessage::Abort { csid } => self.decoder.abort(csid),
+            ControlMessage::WindowAckSize(window) => self.ack.set_window(window),
+            ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp }) => {
+                let pong = ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
+                self.encoder.write_control(&pong, &mut self.out)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, command: Command, stream_id: u32) -> Result<(), RtmpError> {
+        match command.name.as_str() {
+            "connect" => self.on_connect(&command),
+            "createStream" => {
+                let id = self.next_stream_id;
+                self.next_stream_id = self.next_stream_id.saturating_add(1);
+                self.reply(command.transaction, &[Amf0Value::Null, Amf0Value::Number(f64::from(id))])
+            }
+            "publish" | "play" => {
+                let Some(app) = self.app.clone() else {
+                    return Err(RtmpError::Protocol("publish or play before connect"));
+                };
+                if !matches!(self.mode, Mode::Idle) {
+                    return Err(RtmpError::Protocol("publish or play while already publishing or playing"));
+                }
+                let name = command.first_string_arg().map(strip_query).unwrap_or_default();
+                self.stream_name = name.to_string();
+                let stream = self.stream_name.clone();
+                if command.name == "publish" {
+                    self.mode = Mode::PublishPending { stream_id };
+                    self.events.push_back(SessionEvent::PublishRequested { app, stream });
+                } else {
+                    self.mode = Mode::PlayPending { stream_id };
+                    self.events.push_back(SessionEvent::PlayRequested { app, stream });
+                }
+                Ok(())
+            }
+            "FCUnpublish" | "deleteStream" | "closeStream" => {
+                match self.mode {
+                    Mode::Publishing { stream_id } | Mode::PublishPending { stream_id } => {
+                        if command.name == "FCUnpublish" {
+                            self.status(stream_id, "status", "NetStream.Unpublish.Success", "stream unpublished")?;
+                        }
+                        self.mode = Mode::Idle;
+                        self.events.push_back(SessionEvent::PublishStopped);
+                    }
+                    Mode::Playing { .. } | Mode::PlayPending { .. } => {
+                        self.mode = Mode::Idle;
+                        self.events.push_back(SessionEvent::PlayStopped);
+                    }
+                    Mode::Idle => {}
+                }
+                Ok(())
+            }
+            "releaseStream" | "FCPublish" | "getStreamLength" | "FCSubscribe" | "_checkbw" | "checkBandwidth" => {
+                self.reply(command.transaction, &[Amf0Value::Null, Amf0Value::Undefined])
+            }
+            // Replies to our own calls and calls we have nothing to say to.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_connect(&mut self, command: &Command) -> Result<(), RtmpError> {
+        if self.app.is_some() {
+            return Err(RtmpError::Protocol("second connect"));
+        }
+        let app = command.object.get("app").and_then(Amf0Value::as_str).unwrap_or_default();
+        let app = strip_query(app).trim_matches('/');
+        self.app = Some(app.to_string());
+        let encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_number).unwrap_or(0.0);
+        self.encoder.write_control(&ControlMessage::WindowAckSize(WINDOW), &mut self.out)?;
+        let bandwidth = ControlMessage::SetPeerBandwidth { window: WINDOW, limit: BandwidthLimit::Dynamic };
+        self.encoder.write_control(&bandwidth, &mut self.out)?;
+        self.encoder.write_control(&ControlMessage::SetChunkSize(self.config.chunk_size), &mut self.out)?;
+        let properties = Amf0Value::object([
+            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
+            ("capabilities", Amf0Value::Number(31.0)),
+        ]);
+        let mut info = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        if let Amf0Value::Object(fields) = &mut info {
+            fields.push(("objectEncoding".into(), Amf0Value::Number(encoding)));
+        }
+        self.reply(command.transaction, &[properties, info])
+    }
+
+    fn reply(&mut self, transaction: f64, values: &[Amf0Value]) -> Result<(), RtmpError> {
+        if transaction == 0.0 {
+            return Ok(());
+        }
+        let body = encode_command("_result", transaction, values);
+        self.send_message(CSID_COMMAND, types::COMMAND_AMF0, 0, 0, &[body])
+    }
+
+    fn status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) -> Result<(), RtmpError> {
+        let body = on_status(level, code, description);
+        self.send_message(CSID_STREAM, types::COMMAND_AMF0, stream_id, 0, &[body])
+    }
+
+    fn send_message(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, body: &[Bytes]) -> Result<(), RtmpError> {
+        let header = MessageHeader { csid, timestamp, type_id, stream_id };
+        self.encoder.write(&header, body, &mut self.out)?;
+        Ok(())
+    }
+
+    fn user_control(&mut self, event: UserControlEvent) -> Result<(), RtmpError> {
+        self.encoder.write_control(&ControlMessage::UserControl(event), &mut self.out)?;
+        Ok(())
+    }
+
+    fn close(&mut self, reason: &'static str) {
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(SessionEvent::Closed { reason });
+        }
+    }
+
+    /// Runs a reply step; an encoding failure (which only our own oversize output could
+    /// cause) ends the session rather than panicking.
+    fn or_fail(&mut self, result: Result<(), RtmpError>) {
+        if let Err(error) = result {
+            self.failed = Some(error);
+            self.close("internal encoding error");
+        }
+    }
+
+    fn accept_play_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
+        let description = alloc::format!("playing {}", self.stream_name);
+        self.user_control(UserControlEvent::StreamBegin { stream_id })?;
+        self.status(stream_id, "status", "NetStream.Play.Reset", &description)?;
+        self.status(stream_id, "status", "NetStream.Play.Start", &description)?;
+        let access = encode_command_data("|RtmpSampleAccess", &[Amf0Value::Boolean(true), Amf0Value::Boolean(true)]);
+        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[access])?;
+        let data_start = encode_command_data("onStatus", &[Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))])]);
+        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[data_start])
+    }
+
+    fn end_of_stream_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
+        let description = alloc::format!("{} ended", self.stream_name);
+        self.status(stream_id, "status", "NetStream.Play.UnpublishNotify", &description)?;
+        self.user_control(UserControlEvent::StreamEof { stream_id })?;
+        self.status(stream_id, "status", "NetStream.Play.Stop", &description)
+    }
+
+    fn write_media(&mut self, stream_id: u32, media: &Media) -> Result<(), RtmpError> {
+        let tag = flv::tag_body(media, &mut self.arena);
+        let csid = match tag.tag_type {
+            TagType::Audio => CSID_AUDIO,
+            TagType::Video => CSID_VIDEO,
+            TagType::Script => CSID_STREAM,
+        };
+        let header = MessageHeader { csid, timestamp: tag.timestamp, type_id: tag.tag_type as u8, stream_id };
+        self.encoder.write(&header, &[tag.header, tag.payload], &mut self.out)?;
+        Ok(())
+    }
+}
+
+/// A data message body: a name and values, no transaction id.
+fn encode_command_data(name: &str, values: &[Amf0Value]) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    crate::amf0::encode_str(name, &mut out);
+    crate::amf0::encode_all(values, &mut out);
+    out.freeze()
+}
+
+impl LiveSession for RtmpServerSession {
+    type Error = RtmpError;
+
+    fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtmpError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        self.last_input = now;
+        if self.closed {
+            input.clear();
+            return Ok(());
+        }
+        let result = self.process(input);
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn accept_publish(&mut self) {
+        if let Mode::PublishPending { stream_id } = self.mode {
+            self.mode = Mode::Publishing { stream_id };
+            let description = alloc::format!("{} is now published", self.stream_name);
+            let result = self
+                .user_control(UserControlEvent::StreamBegin { stream_id })
+                .and_then(|()| self.status(stream_id, "status", "NetStream.Publish.Start", &description));
+            self.or_fail(result);
+        }
+    }
+
+    fn accept_play(&mut self) {
+        if let Mode::PlayPending { stream_id } = self.mode {
+            self.mode = Mode::Playing { stream_id };
+            let result = self.accept_play_replies(stream_id);
+            self.or_fail(result);
+        }
+    }
+
+    fn reject(&mut self, why: Rejection) {
+        let (stream_id, code, description) = match (self.mode, why) {
+            (Mode::PublishPending { stream_id }, Rejection::AlreadyPublishing) => {
+                (stream_id, "NetStream.Publish.BadName", "stream is already being published")
+            }
+            (Mode::PublishPending { stream_id }, Rejection::BadName) => (stream_id, "NetStream.Publish.BadName", "invalid stream name"),
+            (Mode::PublishPending { stream_id }, _) => (stream_id, "NetStream.Publish.Rejected", "publish rejected"),
+            (Mode::PlayPending { stream_id }, Rejection::Unavailable) => (stream_id, "NetStream.Play.Failed", "play rejected"),
+            (Mode::PlayPending { stream_id }, _) => (stream_id, "NetStream.Play.StreamNotFound", "no such stream"),
+            _ => return,
+        };
+        self.mode = Mode::Idle;
+        let result = self.status(stream_id, "error", code, description);
+        self.or_fail(result);
+        self.close(code);
+    }
+
+    fn send_media(&mut self, media: &Media) {
+        if let Mode::Playing { stream_id } = self.mode {
+            let result = self.write_media(stream_id, media);
+            self.or_fail(result);
+        }
+    }
+
+    fn end_of_stream(&mut self) {
+        if let Mode::Playing { stream_id } = self.mode {
+            self.mode = Mode::Idle;
+            let result = self.end_of_stream_replies(stream_id);
+            self.or_fail(result);
+            self.close("stream ended");
+        }
+    }
+
+    fn transmit(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        match self.mode {
+            _ if self.closed => None,
+            Mode::Publishing { .. } => Some(self.last_input + self.config.publish_idle_timeout_ms),
+            Mode::Playing { .. } | Mode::PlayPending { .. } | Mode::PublishPending { .. } => None,
+            Mode::Idle => Some(self.started + self.config.setup_timeout_ms),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                let reason = if matches!(self.mode, Mode::Publishing { .. }) { "publisher idle timeout" } else { "setup timeout" };
+                self.close(reason);
+            }
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self.mode {
+            Mode::Publishing { .. } | Mode::Playing { .. } => Phase::Media,
+            _ => Phase::Setup,
+        }
+    }
+}

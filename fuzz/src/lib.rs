@@ -1,0 +1,27 @@
+//! Fuzz target bodies, as plain functions so the seed corpora can be replayed by a stable
+//! `cargo test` (see `tests/replay_corpora.rs`) as well as fuzzed by cargo-fuzz.
+//!
+//! Each body feeds arbitrary bytes to one parser or session and asserts its invariants; a
+//! panic is a bug, never acceptable behaviour on bad input.
+
+mod targets;
+
+pub use targets::amf0::amf0;
+pub use targets::http_request::http_request;
+pub use targets::rtmp_session::rtmp_session;
+
+/// Every target: its corpus directory name and body.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("amf0", amf0),
+    ("http_request", http_request),
+    ("rtmp_session", rtmp_session),
+];
+
+/// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores
+/// how sessions behave when input arrives in pieces.
+pub fn read_sizes(data: &[u8]) -> (usize, &[u8]) {
+    match data.split_first() {
+        Some((first, rest)) => (usize::from(*first % 64) + 1, rest),
+        None => (1, data),
+    }
+}

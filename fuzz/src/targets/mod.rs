@@ -1,0 +1,3 @@
+pub mod amf0;
+pub mod http_request;
+pub mod rtmp_session;
