@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod hub;
 pub mod media;
 pub mod outq;
 pub mod time;
