@@ -25,6 +25,7 @@ extern crate std;
 
 pub mod amf0;
 pub mod http;
+pub mod hub;
 pub mod media;
 pub mod outq;
 pub mod session;
