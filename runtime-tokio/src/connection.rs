@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mediakit_core::hub::{PublishError, PublisherId, ReaderId, StreamKey, WaiterId};
+use mediakit_core::hub::{PublishError, PublisherId, StreamKey, WaiterId};
 use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 use mediakit_core::{http_flv::HttpFlvSession, rtmp::server::RtmpServerSession};
 use mediakit_support::logging::LogDecision;
@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::fanout::Source;
+use crate::fanout::{ReaderId, Source};
 use crate::shared::{PublisherHandle, Shared};
 use crate::worker::Worker;
 
@@ -237,7 +237,7 @@ fn on_event<S: LiveSession>(
                 Err(error) => {
                     drop(control);
                     let why = match error {
-                        PublishError::AlreadyPublishing => Rejection::AlreadyPublishing,
+                        PublishError::AlreadyPublishing { .. } => Rejection::AlreadyPublishing,
                         _ => Rejection::Unavailable,
                     };
                     tracing::warn!(%peer, proto, stream = %key, "publish refused: {error}");
@@ -265,7 +265,7 @@ fn on_event<S: LiveSession>(
 fn start_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut Role, peer: SocketAddr, proto: &'static str, key: StreamKey) {
     let now = worker.shared.now();
     let mut control = worker.shared.control();
-    if let Some((id, handle)) = control.registry.lookup(&key).map(|(id, handle)| (id, *handle)) {
+    if let Some((id, handle)) = control.registry.entry(&key).map(|entry| (entry.publisher(), *entry.handle())) {
         drop(control);
         let source = worker.source_for_player(id, handle.worker);
         let reader = worker.next_reader_id();
@@ -346,7 +346,7 @@ fn feed_player<S: LiveSession>(
         }
     }
     let state = source.state.borrow();
-    if !state.has_reader(*reader) {
+    if state.queue(*reader).is_none() {
         drop(state);
         tracing::warn!(%peer, proto, stream = %key, "player too slow: disconnected");
         closing.get_or_insert(Ending::Error("player too slow".into()));

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId, ReaderId};
+use mediakit_core::hub::{LocalSource, PublisherId, PushReport};
 use mediakit_core::media::{Media, MediaKind};
 use tokio::sync::{mpsc::error::TrySendError, Notify};
 
@@ -16,6 +16,10 @@ use crate::shared::SharedRef;
 
 /// Messages queued per worker inbox before the sender treats the worker as lagging.
 pub const INBOX_CAPACITY: usize = 4096;
+
+/// A player on one worker, as its stream's source knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReaderId(pub u64);
 
 /// What workers send each other.
 #[derive(Debug)]
@@ -42,7 +46,7 @@ pub struct Source {
     wakers: RefCell<Vec<(ReaderId, Rc<Notify>)>>,
     /// At the origin: the other workers that receive this stream.
     remotes: RefCell<Vec<Remote>>,
-    scratch: RefCell<(Vec<ReaderId>, Vec<ReaderId>)>,
+    report: RefCell<PushReport<ReaderId>>,
 }
 
 #[derive(Debug)]
@@ -60,7 +64,7 @@ impl Source {
             state: RefCell::new(state),
             wakers: RefCell::new(Vec::new()),
             remotes: RefCell::new(Vec::new()),
-            scratch: RefCell::new((Vec::new(), Vec::new())),
+            report: RefCell::new(PushReport::new()),
         })
     }
 
@@ -83,13 +87,11 @@ impl Source {
     /// Pushes one item to this worker's players and wakes those with something new. Players
     /// that stayed too far behind are removed from the source and woken to find out.
     pub fn push_local(&self, media: &Media) {
-        let mut scratch = self.scratch.borrow_mut();
-        let (wake, disconnect) = &mut *scratch;
-        wake.clear();
-        disconnect.clear();
-        self.state.borrow_mut().push(media, wake, disconnect);
+        let mut report = self.report.borrow_mut();
+        self.state.borrow_mut().push(media, &mut report);
+        let disconnect = report.disconnect();
         let wakers = self.wakers.borrow();
-        for reader in wake.iter().chain(disconnect.iter()) {
+        for reader in report.wake().iter().chain(disconnect) {
             if let Some((_, notify)) = wakers.iter().find(|(id, _)| id == reader) {
                 notify.notify_one();
             }
@@ -127,7 +129,7 @@ impl Source {
     /// At the origin: starts forwarding to `worker`, beginning with the snapshot.
     pub fn subscribe(&self, shared: &SharedRef, worker: usize) {
         let Some(inbox) = shared.inboxes.get(worker) else { return };
-        let items = self.state.borrow().snapshot();
+        let items = self.state.borrow().gop().snapshot().collect();
         let lagging = inbox.try_send(WorkerMsg::Snapshot { publication: self.publication, items }).is_err();
         let mut remotes = self.remotes.borrow_mut();
         remotes.retain(|remote| remote.worker != worker);

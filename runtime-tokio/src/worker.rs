@@ -7,7 +7,7 @@ use std::io;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId, ReaderId};
+use mediakit_core::hub::{LocalSource, PublisherId};
 use mediakit_support::logging::LogLimiter;
 use mediakit_support::socket::reuseport_listener;
 use mediakit_support::ServerConfig;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
 use crate::connection::{self, Protocol};
-use crate::fanout::{Source, WorkerMsg};
+use crate::fanout::{ReaderId, Source, WorkerMsg};
 use crate::shared::SharedRef;
 
 /// The listening sockets one worker accepts on.
