@@ -24,6 +24,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod amf0;
+pub mod flv;
 pub mod http;
 pub mod hub;
 pub mod media;
