@@ -25,6 +25,7 @@ extern crate std;
 
 pub mod media;
 pub mod outq;
+pub mod rtmp;
 pub mod time;
 pub mod wire;
 
