@@ -29,6 +29,7 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod outq;
+pub mod rtmp;
 pub mod session;
 pub mod time;
 pub mod wire;
