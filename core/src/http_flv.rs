@@ -43,7 +43,7 @@ impl HttpFlvSession {
             origin: None,
             out: OutQueue::new(),
             arena: BytesMut::new(),
-            muxer: FlvMuxer::new(),
+            muxer: FlvMuxer::new(true, true),
             events: VecDeque::new(),
             head_deadline: now + DEFAULT_HEAD_TIMEOUT_MS,
         }
@@ -108,7 +108,7 @@ impl LiveSession for HttpFlvSession {
         if head_only {
             self.finish("head request answered");
         } else {
-            self.muxer.write_header(true, true, &mut self.out);
+            self.muxer.write_header(&mut self.arena, &mut self.out);
             self.mode = Mode::Playing;
         }
     }
@@ -128,7 +128,9 @@ impl LiveSession for HttpFlvSession {
 
     fn send_media(&mut self, media: &Media) {
         if self.mode == Mode::Playing {
-            self.muxer.write(media, &mut self.out);
+            // A body over the FLV tag limit cannot be framed; the muxer writes nothing for it,
+            // and dropping that one item is all a player of a live stream can be offered.
+            let _ = self.muxer.write_media(media, &mut self.arena, &mut self.out);
         }
     }
 
@@ -139,6 +141,10 @@ impl LiveSession for HttpFlvSession {
     }
 
     fn transmit(&mut self) -> &mut OutQueue {
+        // The muxer holds each tag's trailer back to share a segment with the next tag's
+        // header; whenever the runtime is about to write, release it so players are never a
+        // tag behind.
+        self.muxer.flush(&mut self.arena, &mut self.out);
         &mut self.out
     }
 
