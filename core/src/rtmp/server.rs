@@ -120,7 +120,7 @@ impl RtmpServerSession {
         let decoder = ChunkDecoder::new(config.max_message_len);
         Self {
             config,
-            stage: Stage::Handshake(ServerHandshake::new(random)),
+            stage: Stage::Handshake(ServerHandshake::from_seed(random, now.0 as u32)),
             decoder,
             encoder: ChunkEncoder::new(),
             out: OutQueue::new(),
