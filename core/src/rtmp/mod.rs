@@ -13,7 +13,9 @@
 //! Sessions (publish/play command flow) are built on top of these.
 
 pub mod chunk;
+pub mod handshake;
 pub mod message;
 
 pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message, MessageHeader};
+pub use handshake::{ClientHandshake, HandshakeError, HandshakeProgress, ServerHandshake};
 pub use message::{AckTracker, ControlMessage, MessageError, UserControlEvent};

@@ -20,7 +20,12 @@ fn chunk_size(selector: u8) -> u32 {
 }
 
 /// Decodes `bytes` in reads of `read` bytes, applying Set Chunk Size as a session would.
-fn decode(decoder: &mut ChunkDecoder, bytes: &[u8], read: usize, apply_control: bool) -> Vec<Message> {
+fn decode(
+    decoder: &mut ChunkDecoder,
+    bytes: &[u8],
+    read: usize,
+    apply_control: bool,
+) -> Vec<Message> {
     let mut input = BytesMut::new();
     let mut messages = Vec::new();
     for piece in bytes.chunks(read) {
