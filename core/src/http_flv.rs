@@ -80,10 +80,16 @@ impl LiveSession for HttpFlvSession {
         self.origin = head.origin.clone();
         match head.method {
             Method::Options => self.respond_and_close(Status::NoContent, "", "preflight answered"),
-            Method::Other => self.respond_and_close(Status::MethodNotAllowed, "method not allowed\n", "method not allowed"),
+            Method::Other => self.respond_and_close(
+                Status::MethodNotAllowed,
+                "method not allowed\n",
+                "method not allowed",
+            ),
             Method::Get | Method::Head => match http::resolve_live_path(&head.path) {
                 Some(live) if live.format == LiveFormat::Flv => {
-                    self.mode = Mode::PlayPending { head_only: head.method == Method::Head };
+                    self.mode = Mode::PlayPending {
+                        head_only: head.method == Method::Head,
+                    };
                     self.events.push_back(SessionEvent::PlayRequested {
                         app: live.app.to_string(),
                         stream: live.stream.to_string(),
@@ -102,7 +108,9 @@ impl LiveSession for HttpFlvSession {
     fn accept_publish(&mut self) {}
 
     fn accept_play(&mut self) {
-        let Mode::PlayPending { head_only } = self.mode else { return };
+        let Mode::PlayPending { head_only } = self.mode else {
+            return;
+        };
         http::write_stream_head(&mut self.arena, "video/x-flv", self.origin.as_deref());
         self.out.push(self.arena.split().freeze());
         if head_only {
@@ -119,7 +127,11 @@ impl LiveSession for HttpFlvSession {
         }
         let (status, body, reason) = match why {
             Rejection::NotFound => (Status::NotFound, "stream not found\n", "stream not found"),
-            Rejection::BadName => (Status::BadRequest, "invalid stream name\n", "invalid stream name"),
+            Rejection::BadName => (
+                Status::BadRequest,
+                "invalid stream name\n",
+                "invalid stream name",
+            ),
             Rejection::AlreadyPublishing => (Status::Conflict, "conflict\n", "conflict"),
             Rejection::Unavailable => (Status::ServiceUnavailable, "unavailable\n", "unavailable"),
         };
@@ -130,7 +142,9 @@ impl LiveSession for HttpFlvSession {
         if self.mode == Mode::Playing {
             // A body over the FLV tag limit cannot be framed; the muxer writes nothing for it,
             // and dropping that one item is all a player of a live stream can be offered.
-            let _ = self.muxer.write_media(media, &mut self.arena, &mut self.out);
+            let _ = self
+                .muxer
+                .write_media(media, &mut self.arena, &mut self.out);
         }
     }
 

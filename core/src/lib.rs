@@ -26,6 +26,7 @@ extern crate std;
 pub mod amf0;
 pub mod flv;
 pub mod http;
+pub mod http_flv;
 pub mod hub;
 pub mod media;
 pub mod outq;

@@ -39,7 +39,8 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, prot
     let now = worker.shared.now();
     match protocol {
         Protocol::Rtmp => {
-            let session = RtmpServerSession::new(rtmp_config(&worker.shared), now, random_seed(&peer));
+            let session =
+                RtmpServerSession::new(rtmp_config(&worker.shared), now, random_seed(&peer));
             drive(worker, stream, peer, "rtmp", session).await
         }
         Protocol::Http => drive(worker, stream, peer, "http", HttpFlvSession::new(now)).await,
@@ -60,16 +61,34 @@ fn random_seed(peer: &SocketAddr) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write(peer.to_string().as_bytes());
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     hasher.finish()
 }
 
 /// What the connection is doing in the hub.
 enum Role {
     Idle,
-    Publishing { key: StreamKey, id: PublisherId, source: Rc<Source> },
-    Playing { key: StreamKey, reader: ReaderId, source: Rc<Source>, wake: Rc<Notify> },
-    Waiting { key: StreamKey, waiter: WaiterId, went_live: oneshot::Receiver<()>, deadline: Instant },
+    Publishing {
+        key: StreamKey,
+        id: PublisherId,
+        source: Rc<Source>,
+    },
+    Playing {
+        key: StreamKey,
+        reader: ReaderId,
+        source: Rc<Source>,
+        wake: Rc<Notify>,
+    },
+    Waiting {
+        key: StreamKey,
+        waiter: WaiterId,
+        went_live: oneshot::Receiver<()>,
+        deadline: Instant,
+    },
 }
 
 /// Why a connection ended, for its one log line.
@@ -78,7 +97,13 @@ enum Ending {
     Error(String),
 }
 
-async fn drive<S: LiveSession>(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, proto: &'static str, mut session: S) {
+async fn drive<S: LiveSession>(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    proto: &'static str,
+    mut session: S,
+) {
     let limited = log_allowed(&worker);
     if limited {
         tracing::info!(%peer, proto, worker = worker.id, "connected");
@@ -105,7 +130,9 @@ async fn drive<S: LiveSession>(worker: Rc<Worker>, stream: TcpStream, peer: Sock
             nodelay = false;
         }
         if let Err(error) = flush(&stream, &mut session, more_media) {
-            break closing.take().unwrap_or(Ending::Error(format!("write failed: {error}")));
+            break closing
+                .take()
+                .unwrap_or(Ending::Error(format!("write failed: {error}")));
         }
         if closing.is_some() && session.transmit().is_empty() {
             break closing.take().unwrap_or(Ending::Normal("closed"));
@@ -169,10 +196,18 @@ async fn drive<S: LiveSession>(worker: Rc<Worker>, stream: TcpStream, peer: Sock
 
 /// Rate-limits the lines of connections that never publish or play.
 fn log_allowed(worker: &Worker) -> bool {
-    match worker.log_limiter.borrow_mut().check(std::time::Instant::now()) {
+    match worker
+        .log_limiter
+        .borrow_mut()
+        .check(std::time::Instant::now())
+    {
         LogDecision::Log { suppressed_before } => {
             if suppressed_before > 0 {
-                tracing::warn!(worker = worker.id, suppressed = suppressed_before, "connection log lines suppressed");
+                tracing::warn!(
+                    worker = worker.id,
+                    suppressed = suppressed_before,
+                    "connection log lines suppressed"
+                );
             }
             true
         }
@@ -189,7 +224,9 @@ fn flush<S: LiveSession>(stream: &TcpStream, session: &mut S, more_media: bool) 
     let media = session.phase() == Phase::Media;
     while !session.transmit().is_empty() {
         let queue = session.transmit();
-        let result = stream.try_io(Interest::WRITABLE, || send_queue(SockRef::from(stream), queue, media && more_media));
+        let result = stream.try_io(Interest::WRITABLE, || {
+            send_queue(SockRef::from(stream), queue, media && more_media)
+        });
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(_) => {}
@@ -223,11 +260,17 @@ fn on_event<S: LiveSession>(
             leave_role(worker, role);
             let handle = PublisherHandle { worker: worker.id };
             let mut control = worker.shared.control();
-            match control.registry.publish(key.clone(), handle, worker.shared.now()) {
+            match control
+                .registry
+                .publish(key.clone(), handle, worker.shared.now())
+            {
                 Ok((id, released)) => {
                     Shared::release_waiters(&mut control, released);
                     drop(control);
-                    let state = mediakit_core::hub::LocalSource::new(worker.shared.hub.gop.clone(), worker.shared.hub.reader.clone());
+                    let state = mediakit_core::hub::LocalSource::new(
+                        worker.shared.hub.gop.clone(),
+                        worker.shared.hub.reader.clone(),
+                    );
                     let source = Source::new(id, worker.id, state);
                     worker.sources.borrow_mut().insert(id, Rc::clone(&source));
                     session.accept_publish();
@@ -262,10 +305,21 @@ fn on_event<S: LiveSession>(
 }
 
 /// Attaches to a live stream, or waits for it to be published.
-fn start_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut Role, peer: SocketAddr, proto: &'static str, key: StreamKey) {
+fn start_play<S: LiveSession>(
+    worker: &Rc<Worker>,
+    session: &mut S,
+    role: &mut Role,
+    peer: SocketAddr,
+    proto: &'static str,
+    key: StreamKey,
+) {
     let now = worker.shared.now();
     let mut control = worker.shared.control();
-    if let Some((id, handle)) = control.registry.entry(&key).map(|entry| (entry.publisher(), *entry.handle())) {
+    if let Some((id, handle)) = control
+        .registry
+        .entry(&key)
+        .map(|entry| (entry.publisher(), *entry.handle()))
+    {
         drop(control);
         let source = worker.source_for_player(id, handle.worker);
         let reader = worker.next_reader_id();
@@ -273,7 +327,12 @@ fn start_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut R
         source.add_reader(reader, Rc::clone(&wake));
         session.accept_play();
         tracing::info!(%peer, proto, stream = %key, "playing");
-        *role = Role::Playing { key, reader, source, wake };
+        *role = Role::Playing {
+            key,
+            reader,
+            source,
+            wake,
+        };
         return;
     }
     let wait_ms = worker.shared.hub.play_wait_ms;
@@ -284,7 +343,12 @@ fn start_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut R
             drop(control);
             tracing::info!(%peer, proto, stream = %key, wait_ms, "waiting for publisher");
             let deadline = Instant::now() + Duration::from_millis(wait_ms);
-            *role = Role::Waiting { key, waiter, went_live, deadline };
+            *role = Role::Waiting {
+                key,
+                waiter,
+                went_live,
+                deadline,
+            };
         }
         Err(error) => {
             drop(control);
@@ -294,7 +358,13 @@ fn start_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut R
     }
 }
 
-fn retry_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut Role, peer: SocketAddr, proto: &'static str) {
+fn retry_play<S: LiveSession>(
+    worker: &Rc<Worker>,
+    session: &mut S,
+    role: &mut Role,
+    peer: SocketAddr,
+    proto: &'static str,
+) {
     if let Role::Waiting { key, .. } = std::mem::replace(role, Role::Idle) {
         start_play(worker, session, role, peer, proto, key);
         if let Role::Waiting { key, .. } = role {
@@ -308,8 +378,16 @@ fn retry_play<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut R
     }
 }
 
-fn expire_wait<S: LiveSession>(worker: &Rc<Worker>, session: &mut S, role: &mut Role, peer: SocketAddr, proto: &'static str) {
-    let Role::Waiting { key, waiter, .. } = role else { return };
+fn expire_wait<S: LiveSession>(
+    worker: &Rc<Worker>,
+    session: &mut S,
+    role: &mut Role,
+    peer: SocketAddr,
+    proto: &'static str,
+) {
+    let Role::Waiting { key, waiter, .. } = role else {
+        return;
+    };
     let mut control = worker.shared.control();
     let cancelled = control.registry.cancel_wait(*waiter);
     control.waiters.remove(waiter);
@@ -334,7 +412,15 @@ fn feed_player<S: LiveSession>(
     proto: &'static str,
     closing: &mut Option<Ending>,
 ) -> bool {
-    let Role::Playing { key, reader, source, .. } = role else { return false };
+    let Role::Playing {
+        key,
+        reader,
+        source,
+        ..
+    } = role
+    else {
+        return false;
+    };
     loop {
         if session.transmit().queued_bytes() >= PLAYER_HIGH_WATER {
             return true;

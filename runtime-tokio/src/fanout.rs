@@ -25,13 +25,25 @@ pub struct ReaderId(pub u64);
 #[derive(Debug)]
 pub enum WorkerMsg {
     /// To the origin: worker `from` has players of `publication` and wants its media.
-    Subscribe { publication: PublisherId, from: usize },
+    Subscribe {
+        publication: PublisherId,
+        from: usize,
+    },
     /// To the origin: worker `from` has no players left.
-    Unsubscribe { publication: PublisherId, from: usize },
+    Unsubscribe {
+        publication: PublisherId,
+        from: usize,
+    },
     /// To a mirror: the items a new subscriber starts with (configs, metadata, GOP).
-    Snapshot { publication: PublisherId, items: Vec<Media> },
+    Snapshot {
+        publication: PublisherId,
+        items: Vec<Media>,
+    },
     /// To a mirror: one media item.
-    Media { publication: PublisherId, media: Media },
+    Media {
+        publication: PublisherId,
+        media: Media,
+    },
     /// To a mirror: the publisher stopped, or never existed by the time we asked.
     Ended { publication: PublisherId },
 }
@@ -98,7 +110,9 @@ impl Source {
         }
         drop(wakers);
         if !disconnect.is_empty() {
-            self.wakers.borrow_mut().retain(|(id, _)| !disconnect.contains(id));
+            self.wakers
+                .borrow_mut()
+                .retain(|(id, _)| !disconnect.contains(id));
         }
     }
 
@@ -110,8 +124,13 @@ impl Source {
             if remote.lagging && !starts_clean_gop(media) {
                 return true;
             }
-            let Some(inbox) = shared.inboxes.get(remote.worker) else { return false };
-            let message = WorkerMsg::Media { publication: self.publication, media: media.clone() };
+            let Some(inbox) = shared.inboxes.get(remote.worker) else {
+                return false;
+            };
+            let message = WorkerMsg::Media {
+                publication: self.publication,
+                media: media.clone(),
+            };
             match inbox.try_send(message) {
                 Ok(()) => {
                     remote.lagging = false;
@@ -128,16 +147,25 @@ impl Source {
 
     /// At the origin: starts forwarding to `worker`, beginning with the snapshot.
     pub fn subscribe(&self, shared: &SharedRef, worker: usize) {
-        let Some(inbox) = shared.inboxes.get(worker) else { return };
+        let Some(inbox) = shared.inboxes.get(worker) else {
+            return;
+        };
         let items = self.state.borrow().gop().snapshot().collect();
-        let lagging = inbox.try_send(WorkerMsg::Snapshot { publication: self.publication, items }).is_err();
+        let lagging = inbox
+            .try_send(WorkerMsg::Snapshot {
+                publication: self.publication,
+                items,
+            })
+            .is_err();
         let mut remotes = self.remotes.borrow_mut();
         remotes.retain(|remote| remote.worker != worker);
         remotes.push(Remote { worker, lagging });
     }
 
     pub fn unsubscribe(&self, worker: usize) {
-        self.remotes.borrow_mut().retain(|remote| remote.worker != worker);
+        self.remotes
+            .borrow_mut()
+            .retain(|remote| remote.worker != worker);
     }
 
     /// The publisher stopped: players drain what they have, then see the end.
@@ -148,7 +176,9 @@ impl Source {
         }
         for remote in self.remotes.borrow_mut().drain(..) {
             if let Some(inbox) = shared.inboxes.get(remote.worker) {
-                let message = WorkerMsg::Ended { publication: self.publication };
+                let message = WorkerMsg::Ended {
+                    publication: self.publication,
+                };
                 if let Err(TrySendError::Full(message)) = inbox.try_send(message) {
                     // The end must arrive or that worker's players would wait forever; nothing
                     // follows it for this publication, so waiting for room keeps the order.

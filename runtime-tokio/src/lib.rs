@@ -36,8 +36,9 @@ impl Server {
         for _ in 0..workers {
             listeners.push(worker::Listeners::bind(&config)?);
         }
-        let (senders, inboxes): (Vec<_>, Vec<_>) =
-            (0..workers).map(|_| mpsc::channel(fanout::INBOX_CAPACITY)).unzip();
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| mpsc::channel(fanout::INBOX_CAPACITY))
+            .unzip();
         let shared = Arc::new(Shared::new(config, senders));
         let (stop, stopped) = watch::channel(false);
         let mut threads = Vec::with_capacity(workers);
@@ -63,7 +64,10 @@ impl Server {
 
 /// Blocks until Ctrl-C (SIGINT) or SIGTERM.
 pub fn wait_for_shutdown_signal() {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot wait for signals: {error}");

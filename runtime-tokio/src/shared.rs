@@ -42,7 +42,10 @@ impl Shared {
         Self {
             config,
             hub,
-            control: Mutex::new(Control { registry, waiters: HashMap::new() }),
+            control: Mutex::new(Control {
+                registry,
+                waiters: HashMap::new(),
+            }),
             inboxes,
             clock: Instant::now(),
         }
@@ -56,7 +59,9 @@ impl Shared {
     /// The registry, for one control step. A poisoned lock (a panic elsewhere) is recovered:
     /// the registry's own state is updated atomically per call.
     pub fn control(&self) -> MutexGuard<'_, Control> {
-        self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Tells every waiter in `released` that its stream went live.
@@ -68,9 +73,5 @@ impl Shared {
         }
     }
 }
-
-/// A publication as workers refer to it in messages: numeric, so forwarding a frame to another
-/// worker allocates no string.
-pub type Publication = PublisherId;
 
 pub type SharedRef = Arc<Shared>;

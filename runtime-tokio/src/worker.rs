@@ -30,11 +30,15 @@ impl Listeners {
     pub fn bind(config: &ServerConfig) -> io::Result<Self> {
         let bind = |addr: Option<std::net::SocketAddr>| -> io::Result<Option<StdListener>> {
             addr.map(|addr| {
-                reuseport_listener(addr).map_err(|error| io::Error::new(error.kind(), format!("bind {addr}: {error}")))
+                reuseport_listener(addr)
+                    .map_err(|error| io::Error::new(error.kind(), format!("bind {addr}: {error}")))
             })
             .transpose()
         };
-        Ok(Self { rtmp: bind(config.rtmp_addr())?, http: bind(config.http_addr())? })
+        Ok(Self {
+            rtmp: bind(config.rtmp_addr())?,
+            http: bind(config.http_addr())?,
+        })
     }
 }
 
@@ -65,8 +69,16 @@ impl Worker {
         }
         let state = LocalSource::new(self.shared.hub.gop.clone(), self.shared.hub.reader.clone());
         let source = Source::new(publication, origin, state);
-        self.sources.borrow_mut().insert(publication, Rc::clone(&source));
-        self.send_to(origin, WorkerMsg::Subscribe { publication, from: self.id });
+        self.sources
+            .borrow_mut()
+            .insert(publication, Rc::clone(&source));
+        self.send_to(
+            origin,
+            WorkerMsg::Subscribe {
+                publication,
+                from: self.id,
+            },
+        );
         source
     }
 
@@ -75,13 +87,21 @@ impl Worker {
         source.remove_reader(reader);
         if source.origin != self.id && source.reader_count() == 0 {
             self.sources.borrow_mut().remove(&source.publication);
-            self.send_to(source.origin, WorkerMsg::Unsubscribe { publication: source.publication, from: self.id });
+            self.send_to(
+                source.origin,
+                WorkerMsg::Unsubscribe {
+                    publication: source.publication,
+                    from: self.id,
+                },
+            );
         }
     }
 
     /// Sends a control message to a worker, waiting for room if its inbox is full.
     fn send_to(&self, worker: usize, message: WorkerMsg) {
-        let Some(inbox) = self.shared.inboxes.get(worker) else { return };
+        let Some(inbox) = self.shared.inboxes.get(worker) else {
+            return;
+        };
         let inbox = inbox.clone();
         tokio::task::spawn_local(async move { inbox.send(message).await });
     }
@@ -91,7 +111,9 @@ impl Worker {
             WorkerMsg::Subscribe { publication, from } => {
                 let origin = self.sources.borrow().get(&publication).cloned();
                 match origin {
-                    Some(source) if source.origin == self.id => source.subscribe(&self.shared, from),
+                    Some(source) if source.origin == self.id => {
+                        source.subscribe(&self.shared, from)
+                    }
                     _ => self.send_to(from, WorkerMsg::Ended { publication }),
                 }
             }
@@ -122,7 +144,11 @@ impl Worker {
     }
 
     fn mirror(&self, publication: PublisherId) -> Option<Rc<Source>> {
-        self.sources.borrow().get(&publication).filter(|source| source.origin != self.id).cloned()
+        self.sources
+            .borrow()
+            .get(&publication)
+            .filter(|source| source.origin != self.id)
+            .cloned()
     }
 }
 
@@ -134,7 +160,10 @@ pub fn run(
     mut inbox: mpsc::Receiver<WorkerMsg>,
     stopped: watch::Receiver<bool>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(worker = id, "cannot build runtime: {error}");
@@ -152,7 +181,10 @@ pub fn run(
         stopped: stopped.clone(),
     });
     local.block_on(&runtime, async move {
-        for (listener, protocol) in [(listeners.rtmp, Protocol::Rtmp), (listeners.http, Protocol::Http)] {
+        for (listener, protocol) in [
+            (listeners.rtmp, Protocol::Rtmp),
+            (listeners.http, Protocol::Http),
+        ] {
             let Some(listener) = listener else { continue };
             match TcpListener::from_std(listener) {
                 Ok(listener) => {

@@ -9,7 +9,11 @@ use serde::Deserialize;
 
 /// Command-line flags. Every flag overrides the same setting from `--config`.
 #[derive(Debug, Parser)]
-#[command(name = "mediakit", version, about = "Live streaming media server: RTMP in, RTMP and HTTP-FLV out")]
+#[command(
+    name = "mediakit",
+    version,
+    about = "Live streaming media server: RTMP in, RTMP and HTTP-FLV out"
+)]
 pub struct Cli {
     /// TOML configuration file; see README for the keys.
     #[arg(long, short = 'c')]
@@ -116,7 +120,12 @@ impl Default for General {
 
 impl Default for Rtmp {
     fn default() -> Self {
-        Self { port: 1935, chunk_size: 60_000, max_message_bytes: 8 << 20, handshake_timeout_ms: 15_000 }
+        Self {
+            port: 1935,
+            chunk_size: 60_000,
+            max_message_bytes: 8 << 20,
+            handshake_timeout_ms: 15_000,
+        }
     }
 }
 
@@ -142,7 +151,12 @@ impl Default for Hub {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { server: General::default(), rtmp: Rtmp::default(), http: Http::default(), hub: Hub::default() }
+        Self {
+            server: General::default(),
+            rtmp: Rtmp::default(),
+            http: Http::default(),
+            hub: Hub::default(),
+        }
     }
 }
 
@@ -179,7 +193,10 @@ impl ServerConfig {
             config.server.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
         if !(128..=0xFF_FFFF).contains(&config.rtmp.chunk_size) {
-            return Err(format!("rtmp.chunk_size {} is outside 128..=16777215", config.rtmp.chunk_size));
+            return Err(format!(
+                "rtmp.chunk_size {} is outside 128..=16777215",
+                config.rtmp.chunk_size
+            ));
         }
         Ok(config)
     }
@@ -214,11 +231,20 @@ impl ServerConfig {
         };
         let mut lines = Vec::new();
         if self.rtmp.port != 0 {
-            lines.push(format!("publish  rtmp://{host}:{}/{{app}}/{{stream}}", self.rtmp.port));
-            lines.push(format!("play     rtmp://{host}:{}/{{app}}/{{stream}}", self.rtmp.port));
+            lines.push(format!(
+                "publish  rtmp://{host}:{}/{{app}}/{{stream}}",
+                self.rtmp.port
+            ));
+            lines.push(format!(
+                "play     rtmp://{host}:{}/{{app}}/{{stream}}",
+                self.rtmp.port
+            ));
         }
         if self.http.port != 0 {
-            lines.push(format!("play     http://{host}:{}/{{app}}/{{stream}}.flv  (also .live.flv)", self.http.port));
+            lines.push(format!(
+                "play     http://{host}:{}/{{app}}/{{stream}}.flv  (also .live.flv)",
+                self.http.port
+            ));
         }
         lines
     }
@@ -234,7 +260,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
         std::fs::write(&path, "[rtmp]\nport = 2000\n[http]\nport = 3000\n").unwrap();
-        let cli = Cli::parse_from(["mediakit", "--config", path.to_str().unwrap(), "--http-port", "4000"]);
+        let cli = Cli::parse_from([
+            "mediakit",
+            "--config",
+            path.to_str().unwrap(),
+            "--http-port",
+            "4000",
+        ]);
         let config = ServerConfig::load(&cli).unwrap();
         assert_eq!(config.rtmp.port, 2000);
         assert_eq!(config.http.port, 4000);

@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the tracing subscriber; `RUST_LOG` wins over the configured filter.
 pub fn init(filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 /// Allows at most `per_second` lines per second; counts the rest so a summary can be logged.
@@ -37,7 +40,12 @@ pub enum LogDecision {
 impl LogLimiter {
     /// A limiter allowing `per_second` lines each second.
     pub fn new(per_second: u32) -> Self {
-        Self { per_second, window_start: Instant::now(), in_window: 0, suppressed: 0 }
+        Self {
+            per_second,
+            window_start: Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
     }
 
     /// Decides about one line at time `now`.
@@ -65,12 +73,27 @@ mod tests {
     fn limits_lines_per_second_and_reports_what_it_dropped() {
         let start = Instant::now();
         let mut limiter = LogLimiter::new(2);
-        assert_eq!(limiter.check(start), LogDecision::Log { suppressed_before: 0 });
-        assert_eq!(limiter.check(start), LogDecision::Log { suppressed_before: 0 });
+        assert_eq!(
+            limiter.check(start),
+            LogDecision::Log {
+                suppressed_before: 0
+            }
+        );
+        assert_eq!(
+            limiter.check(start),
+            LogDecision::Log {
+                suppressed_before: 0
+            }
+        );
         for _ in 0..100 {
             assert_eq!(limiter.check(start), LogDecision::Suppress);
         }
         let later = start + Duration::from_millis(1001);
-        assert_eq!(limiter.check(later), LogDecision::Log { suppressed_before: 100 });
+        assert_eq!(
+            limiter.check(later),
+            LogDecision::Log {
+                suppressed_before: 100
+            }
+        );
     }
 }

@@ -34,7 +34,11 @@ pub fn set_nodelay(socket: SockRef<'_>, nodelay: bool) -> io::Result<()> {
 ///
 /// With `more_coming` set (media phase, more queued than one call sends), the send carries
 /// `MSG_MORE` so small packets share TCP segments.
-pub fn send_queue(socket: SockRef<'_>, queue: &mut OutQueue, more_coming: bool) -> io::Result<usize> {
+pub fn send_queue(
+    socket: SockRef<'_>,
+    queue: &mut OutQueue,
+    more_coming: bool,
+) -> io::Result<usize> {
     let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
     let mut heap: Vec<IoSlice<'_>>;
     let count = queue.segment_count().min(IOV_MAX);

@@ -25,19 +25,36 @@ impl Command {
     /// Decodes an AMF0 command body. `amf3` is true for message type 17, whose body starts with
     /// a format byte (0) before otherwise AMF0-encoded values.
     pub fn decode(body: &[u8], amf3: bool) -> Result<Command, CommandError> {
-        let body = if amf3 { body.get(1..).unwrap_or_default() } else { body };
+        let body = if amf3 {
+            body.get(1..).unwrap_or_default()
+        } else {
+            body
+        };
         let mut reader = Reader::new(body);
         let name = match amf0::decode(&mut reader)? {
             Amf0Value::String(name) => name,
             _ => return Err(CommandError::NoName),
         };
-        let transaction = if reader.is_empty() { 0.0 } else { amf0::decode(&mut reader)?.as_number().unwrap_or(0.0) };
-        let object = if reader.is_empty() { Amf0Value::Null } else { amf0::decode(&mut reader)? };
+        let transaction = if reader.is_empty() {
+            0.0
+        } else {
+            amf0::decode(&mut reader)?.as_number().unwrap_or(0.0)
+        };
+        let object = if reader.is_empty() {
+            Amf0Value::Null
+        } else {
+            amf0::decode(&mut reader)?
+        };
         let mut args = Vec::new();
         while !reader.is_empty() {
             args.push(amf0::decode(&mut reader)?);
         }
-        Ok(Command { name, transaction, object, args })
+        Ok(Command {
+            name,
+            transaction,
+            object,
+            args,
+        })
     }
 
     /// The first argument as a string (the stream name of `publish` and `play`).
@@ -78,7 +95,11 @@ pub fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
 
 /// Encodes `onStatus(0, null, {level, code, description})`.
 pub fn on_status(level: &str, code: &str, description: &str) -> Bytes {
-    encode_command("onStatus", 0.0, &[Amf0Value::Null, status_object(level, code, description)])
+    encode_command(
+        "onStatus",
+        0.0,
+        &[Amf0Value::Null, status_object(level, code, description)],
+    )
 }
 
 /// Splits `name?query` and returns the name; RTMP clients often append tokens to names.

@@ -13,8 +13,10 @@
 //! Sessions (publish/play command flow) are built on top of these.
 
 pub mod chunk;
+pub mod command;
 pub mod handshake;
 pub mod message;
+pub mod server;
 
 pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message, MessageHeader};
 pub use handshake::{ClientHandshake, HandshakeError, HandshakeProgress, ServerHandshake};

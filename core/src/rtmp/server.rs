@@ -12,9 +12,13 @@ use alloc::string::{String, ToString};
 use bytes::{Bytes, BytesMut};
 
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, MessageHeader};
-use super::command::{encode_command, on_status, status_object, strip_query, Command, CommandError};
+use super::command::{
+    encode_command, on_status, status_object, strip_query, Command, CommandError,
+};
 use super::handshake::{HandshakeError, ServerHandshake};
-use super::message::{types, AckTracker, BandwidthLimit, ControlMessage, MessageError, UserControlEvent};
+use super::message::{
+    types, AckTracker, BandwidthLimit, ControlMessage, MessageError, UserControlEvent,
+};
 use super::Message;
 use crate::amf0::Amf0Value;
 use crate::flv::{self, FlvError, TagType};
@@ -49,7 +53,12 @@ pub struct RtmpServerConfig {
 
 impl Default for RtmpServerConfig {
     fn default() -> Self {
-        Self { chunk_size: 60_000, max_message_len: 8 << 20, setup_timeout_ms: 15_000, publish_idle_timeout_ms: 20_000 }
+        Self {
+            chunk_size: 60_000,
+            max_message_len: 8 << 20,
+            setup_timeout_ms: 15_000,
+            publish_idle_timeout_ms: 20_000,
+        }
     }
 }
 
@@ -172,7 +181,8 @@ impl RtmpServerSession {
                 self.on_control(ControlMessage::parse(type_id, &message.payload)?)
             }
             types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
-                let command = Command::decode(&message.payload, header.type_id == types::COMMAND_AMF3)?;
+                let command =
+                    Command::decode(&message.payload, header.type_id == types::COMMAND_AMF3)?;
                 self.on_command(command, header.stream_id)
             }
             types::AUDIO | types::VIDEO | types::DATA_AMF0 | types::DATA_AMF3 => {
@@ -182,7 +192,10 @@ impl RtmpServerSession {
                 let (tag_type, body) = match header.type_id {
                     types::AUDIO => (TagType::Audio, message.payload),
                     types::VIDEO => (TagType::Video, message.payload),
-                    types::DATA_AMF3 => (TagType::Script, message.payload.slice(1.min(message.payload.len())..)),
+                    types::DATA_AMF3 => (
+                        TagType::Script,
+                        message.payload.slice(1.min(message.payload.len())..),
+                    ),
                     _ => (TagType::Script, message.payload),
                 };
                 if let Some(media) = flv::parse_tag_body(tag_type, header.timestamp, body)? {
@@ -205,13 +218,28 @@ impl RtmpServerSession {
         let mut base: Option<u32> = None;
         while offset < payload.len() {
             let mut reader = crate::wire::Reader::new(payload.get(offset..).unwrap_or_default());
-            let tag_type = reader.u8().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let size = reader.u24_be().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))? as usize;
-            let low = reader.u24_be().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let high = reader.u8().ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            reader.skip(3).ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let body = reader.take_range(size).ok_or(RtmpError::Protocol("aggregate: truncated tag body"))?;
-            reader.skip(4).ok_or(RtmpError::Protocol("aggregate: missing previous tag size"))?;
+            let tag_type = reader
+                .u8()
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let size = reader
+                .u24_be()
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?
+                as usize;
+            let low = reader
+                .u24_be()
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let high = reader
+                .u8()
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            reader
+                .skip(3)
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
+            let body = reader
+                .take_range(size)
+                .ok_or(RtmpError::Protocol("aggregate: truncated tag body"))?;
+            reader
+                .skip(4)
+                .ok_or(RtmpError::Protocol("aggregate: missing previous tag size"))?;
             let tag_time = (u32::from(high) << 24) | low;
             let first = *base.get_or_insert(tag_time);
             let time = timestamp.wrapping_add(tag_time.wrapping_sub(first));
@@ -236,7 +264,8 @@ impl RtmpServerSession {
             ControlMessage::Abort { csid } => self.decoder.abort(csid),
             ControlMessage::WindowAckSize(window) => self.ack.set_window(window),
             ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp }) => {
-                let pong = ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
+                let pong =
+                    ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
                 self.encoder.write_control(&pong, &mut self.out)?;
             }
             _ => {}
@@ -250,24 +279,34 @@ impl RtmpServerSession {
             "createStream" => {
                 let id = self.next_stream_id;
                 self.next_stream_id = self.next_stream_id.saturating_add(1);
-                self.reply(command.transaction, &[Amf0Value::Null, Amf0Value::Number(f64::from(id))])
+                self.reply(
+                    command.transaction,
+                    &[Amf0Value::Null, Amf0Value::Number(f64::from(id))],
+                )
             }
             "publish" | "play" => {
                 let Some(app) = self.app.clone() else {
                     return Err(RtmpError::Protocol("publish or play before connect"));
                 };
                 if !matches!(self.mode, Mode::Idle) {
-                    return Err(RtmpError::Protocol("publish or play while already publishing or playing"));
+                    return Err(RtmpError::Protocol(
+                        "publish or play while already publishing or playing",
+                    ));
                 }
-                let name = command.first_string_arg().map(strip_query).unwrap_or_default();
+                let name = command
+                    .first_string_arg()
+                    .map(strip_query)
+                    .unwrap_or_default();
                 self.stream_name = name.to_string();
                 let stream = self.stream_name.clone();
                 if command.name == "publish" {
                     self.mode = Mode::PublishPending { stream_id };
-                    self.events.push_back(SessionEvent::PublishRequested { app, stream });
+                    self.events
+                        .push_back(SessionEvent::PublishRequested { app, stream });
                 } else {
                     self.mode = Mode::PlayPending { stream_id };
-                    self.events.push_back(SessionEvent::PlayRequested { app, stream });
+                    self.events
+                        .push_back(SessionEvent::PlayRequested { app, stream });
                 }
                 Ok(())
             }
@@ -275,7 +314,12 @@ impl RtmpServerSession {
                 match self.mode {
                     Mode::Publishing { stream_id } | Mode::PublishPending { stream_id } => {
                         if command.name == "FCUnpublish" {
-                            self.status(stream_id, "status", "NetStream.Unpublish.Success", "stream unpublished")?;
+                            self.status(
+                                stream_id,
+                                "status",
+                                "NetStream.Unpublish.Success",
+                                "stream unpublished",
+                            )?;
                         }
                         self.mode = Mode::Idle;
                         self.events.push_back(SessionEvent::PublishStopped);
@@ -288,9 +332,11 @@ impl RtmpServerSession {
                 }
                 Ok(())
             }
-            "releaseStream" | "FCPublish" | "getStreamLength" | "FCSubscribe" | "_checkbw" | "checkBandwidth" => {
-                self.reply(command.transaction, &[Amf0Value::Null, Amf0Value::Undefined])
-            }
+            "releaseStream" | "FCPublish" | "getStreamLength" | "FCSubscribe" | "_checkbw"
+            | "checkBandwidth" => self.reply(
+                command.transaction,
+                &[Amf0Value::Null, Amf0Value::Undefined],
+            ),
             // Replies to our own calls and calls we have nothing to say to.
             _ => Ok(()),
         }
@@ -300,19 +346,38 @@ impl RtmpServerSession {
         if self.app.is_some() {
             return Err(RtmpError::Protocol("second connect"));
         }
-        let app = command.object.get("app").and_then(Amf0Value::as_str).unwrap_or_default();
+        let app = command
+            .object
+            .get("app")
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default();
         let app = strip_query(app).trim_matches('/');
         self.app = Some(app.to_string());
-        let encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_number).unwrap_or(0.0);
-        self.encoder.write_control(&ControlMessage::WindowAckSize(WINDOW), &mut self.out)?;
-        let bandwidth = ControlMessage::SetPeerBandwidth { window: WINDOW, limit: BandwidthLimit::Dynamic };
+        let encoding = command
+            .object
+            .get("objectEncoding")
+            .and_then(Amf0Value::as_number)
+            .unwrap_or(0.0);
+        self.encoder
+            .write_control(&ControlMessage::WindowAckSize(WINDOW), &mut self.out)?;
+        let bandwidth = ControlMessage::SetPeerBandwidth {
+            window: WINDOW,
+            limit: BandwidthLimit::Dynamic,
+        };
         self.encoder.write_control(&bandwidth, &mut self.out)?;
-        self.encoder.write_control(&ControlMessage::SetChunkSize(self.config.chunk_size), &mut self.out)?;
+        self.encoder.write_control(
+            &ControlMessage::SetChunkSize(self.config.chunk_size),
+            &mut self.out,
+        )?;
         let properties = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
             ("capabilities", Amf0Value::Number(31.0)),
         ]);
-        let mut info = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        let mut info = status_object(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+        );
         if let Amf0Value::Object(fields) = &mut info {
             fields.push(("objectEncoding".into(), Amf0Value::Number(encoding)));
         }
@@ -327,19 +392,38 @@ impl RtmpServerSession {
         self.send_message(CSID_COMMAND, types::COMMAND_AMF0, 0, 0, &[body])
     }
 
-    fn status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) -> Result<(), RtmpError> {
+    fn status(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+    ) -> Result<(), RtmpError> {
         let body = on_status(level, code, description);
         self.send_message(CSID_STREAM, types::COMMAND_AMF0, stream_id, 0, &[body])
     }
 
-    fn send_message(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, body: &[Bytes]) -> Result<(), RtmpError> {
-        let header = MessageHeader { csid, timestamp, type_id, stream_id };
+    fn send_message(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        body: &[Bytes],
+    ) -> Result<(), RtmpError> {
+        let header = MessageHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        };
         self.encoder.write(&header, body, &mut self.out)?;
         Ok(())
     }
 
     fn user_control(&mut self, event: UserControlEvent) -> Result<(), RtmpError> {
-        self.encoder.write_control(&ControlMessage::UserControl(event), &mut self.out)?;
+        self.encoder
+            .write_control(&ControlMessage::UserControl(event), &mut self.out)?;
         Ok(())
     }
 
@@ -364,15 +448,29 @@ impl RtmpServerSession {
         self.user_control(UserControlEvent::StreamBegin { stream_id })?;
         self.status(stream_id, "status", "NetStream.Play.Reset", &description)?;
         self.status(stream_id, "status", "NetStream.Play.Start", &description)?;
-        let access = encode_command_data("|RtmpSampleAccess", &[Amf0Value::Boolean(true), Amf0Value::Boolean(true)]);
+        let access = encode_command_data(
+            "|RtmpSampleAccess",
+            &[Amf0Value::Boolean(true), Amf0Value::Boolean(true)],
+        );
         self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[access])?;
-        let data_start = encode_command_data("onStatus", &[Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))])]);
+        let data_start = encode_command_data(
+            "onStatus",
+            &[Amf0Value::object([(
+                "code",
+                Amf0Value::string("NetStream.Data.Start"),
+            )])],
+        );
         self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[data_start])
     }
 
     fn end_of_stream_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
         let description = alloc::format!("{} ended", self.stream_name);
-        self.status(stream_id, "status", "NetStream.Play.UnpublishNotify", &description)?;
+        self.status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &description,
+        )?;
         self.user_control(UserControlEvent::StreamEof { stream_id })?;
         self.status(stream_id, "status", "NetStream.Play.Stop", &description)
     }
@@ -384,8 +482,14 @@ impl RtmpServerSession {
             TagType::Video => CSID_VIDEO,
             TagType::Script => CSID_STREAM,
         };
-        let header = MessageHeader { csid, timestamp: tag.timestamp, type_id: tag.tag_type as u8, stream_id };
-        self.encoder.write(&header, &[tag.header, tag.payload], &mut self.out)?;
+        let header = MessageHeader {
+            csid,
+            timestamp: tag.timestamp,
+            type_id: tag.tag_type as u8,
+            stream_id,
+        };
+        self.encoder
+            .write(&header, &[tag.header, tag.payload], &mut self.out)?;
         Ok(())
     }
 }
@@ -427,7 +531,9 @@ impl LiveSession for RtmpServerSession {
             let description = alloc::format!("{} is now published", self.stream_name);
             let result = self
                 .user_control(UserControlEvent::StreamBegin { stream_id })
-                .and_then(|()| self.status(stream_id, "status", "NetStream.Publish.Start", &description));
+                .and_then(|()| {
+                    self.status(stream_id, "status", "NetStream.Publish.Start", &description)
+                });
             self.or_fail(result);
         }
     }
@@ -442,13 +548,25 @@ impl LiveSession for RtmpServerSession {
 
     fn reject(&mut self, why: Rejection) {
         let (stream_id, code, description) = match (self.mode, why) {
-            (Mode::PublishPending { stream_id }, Rejection::AlreadyPublishing) => {
-                (stream_id, "NetStream.Publish.BadName", "stream is already being published")
+            (Mode::PublishPending { stream_id }, Rejection::AlreadyPublishing) => (
+                stream_id,
+                "NetStream.Publish.BadName",
+                "stream is already being published",
+            ),
+            (Mode::PublishPending { stream_id }, Rejection::BadName) => (
+                stream_id,
+                "NetStream.Publish.BadName",
+                "invalid stream name",
+            ),
+            (Mode::PublishPending { stream_id }, _) => {
+                (stream_id, "NetStream.Publish.Rejected", "publish rejected")
             }
-            (Mode::PublishPending { stream_id }, Rejection::BadName) => (stream_id, "NetStream.Publish.BadName", "invalid stream name"),
-            (Mode::PublishPending { stream_id }, _) => (stream_id, "NetStream.Publish.Rejected", "publish rejected"),
-            (Mode::PlayPending { stream_id }, Rejection::Unavailable) => (stream_id, "NetStream.Play.Failed", "play rejected"),
-            (Mode::PlayPending { stream_id }, _) => (stream_id, "NetStream.Play.StreamNotFound", "no such stream"),
+            (Mode::PlayPending { stream_id }, Rejection::Unavailable) => {
+                (stream_id, "NetStream.Play.Failed", "play rejected")
+            }
+            (Mode::PlayPending { stream_id }, _) => {
+                (stream_id, "NetStream.Play.StreamNotFound", "no such stream")
+            }
             _ => return,
         };
         self.mode = Mode::Idle;
@@ -489,7 +607,11 @@ impl LiveSession for RtmpServerSession {
     fn handle_timeout(&mut self, now: Millis) {
         if let Some(deadline) = self.poll_timeout() {
             if now >= deadline {
-                let reason = if matches!(self.mode, Mode::Publishing { .. }) { "publisher idle timeout" } else { "setup timeout" };
+                let reason = if matches!(self.mode, Mode::Publishing { .. }) {
+                    "publisher idle timeout"
+                } else {
+                    "setup timeout"
+                };
                 self.close(reason);
             }
         }
