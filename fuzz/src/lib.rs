@@ -7,13 +7,19 @@
 mod targets;
 
 pub use targets::amf0::amf0;
+pub use targets::flv_demux::flv_demux;
 pub use targets::http_request::http_request;
+pub use targets::rtmp_chunk::rtmp_chunk;
+pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("amf0", amf0),
+    ("flv_demux", flv_demux),
     ("http_request", http_request),
+    ("rtmp_chunk", rtmp_chunk),
+    ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
 ];
 

@@ -117,14 +117,18 @@ async fn drive<S: LiveSession>(
     let mut logged_media_role = false;
 
     let ending = loop {
-        // Act on everything the session has to say, then feed a player, then write.
-        while let Some(event) = session.poll_event() {
-            if let Some(end) = on_event(&worker, &mut session, &mut role, peer, proto, event) {
-                closing.get_or_insert(end);
+        // Act on everything the session has to say, then feed a player (which may produce
+        // more events, such as the close after an end of stream), then write.
+        let mut more_media = false;
+        for _ in 0..2 {
+            while let Some(event) = session.poll_event() {
+                if let Some(end) = on_event(&worker, &mut session, &mut role, peer, proto, event) {
+                    closing.get_or_insert(end);
+                }
+                logged_media_role |= !matches!(role, Role::Idle);
             }
-            logged_media_role |= !matches!(role, Role::Idle);
+            more_media = feed_player(&worker, &mut session, &mut role, peer, proto, &mut closing);
         }
-        let more_media = feed_player(&worker, &mut session, &mut role, peer, proto, &mut closing);
         if nodelay && session.phase() == Phase::Media {
             let _ = set_nodelay(SockRef::from(&stream), false);
             nodelay = false;
@@ -267,11 +271,7 @@ fn on_event<S: LiveSession>(
                 Ok((id, released)) => {
                     Shared::release_waiters(&mut control, released);
                     drop(control);
-                    let state = mediakit_core::hub::LocalSource::new(
-                        worker.shared.hub.gop.clone(),
-                        worker.shared.hub.reader.clone(),
-                    );
-                    let source = Source::new(id, worker.id, state);
+                    let source = Source::new(id, worker.id, worker.new_source_state());
                     worker.sources.borrow_mut().insert(id, Rc::clone(&source));
                     session.accept_publish();
                     tracing::info!(%peer, proto, stream = %key, "publishing");

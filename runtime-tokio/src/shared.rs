@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use mediakit_core::hub::{HubConfig, PublisherId, Registry, WaiterId};
+use mediakit_core::hub::{HubConfig, Registry, WaiterId};
 use mediakit_core::Millis;
 use mediakit_support::ServerConfig;
 use tokio::sync::{mpsc, oneshot};
@@ -38,7 +38,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: ServerConfig, inboxes: Vec<mpsc::Sender<WorkerMsg>>) -> Self {
         let hub = config.hub_config();
-        let registry = Registry::new(hub.clone());
+        let registry = Registry::new(hub);
         Self {
             config,
             hub,

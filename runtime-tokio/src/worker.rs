@@ -67,8 +67,7 @@ impl Worker {
         if let Some(source) = self.sources.borrow().get(&publication) {
             return Rc::clone(source);
         }
-        let state = LocalSource::new(self.shared.hub.gop.clone(), self.shared.hub.reader.clone());
-        let source = Source::new(publication, origin, state);
+        let source = Source::new(publication, origin, self.new_source_state());
         self.sources
             .borrow_mut()
             .insert(publication, Rc::clone(&source));
@@ -80,6 +79,11 @@ impl Worker {
             },
         );
         source
+    }
+
+    /// Fresh per-stream state with the configured GOP and player queue limits.
+    pub fn new_source_state(&self) -> LocalSource<ReaderId> {
+        LocalSource::new(self.shared.hub.gop, self.shared.hub.reader)
     }
 
     /// Detaches a player; a mirror with no players left unsubscribes from its origin.

@@ -39,7 +39,7 @@ pub struct Cli {
 }
 
 /// The whole server configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// General settings.
@@ -145,17 +145,6 @@ impl Default for Hub {
             reader_max_items: core.reader.max_items,
             reader_max_bytes: core.reader.max_bytes,
             reader_max_overflows: core.reader.max_overflows,
-        }
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            server: General::default(),
-            rtmp: Rtmp::default(),
-            http: Http::default(),
-            hub: Hub::default(),
         }
     }
 }

@@ -87,7 +87,9 @@ mod tests {
     fn two_listeners_share_a_port_and_queue_is_sent_in_order() {
         let first = reuseport_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = first.local_addr().unwrap();
-        let _second = reuseport_listener(addr).unwrap();
+        // A second worker can bind the same port; drop it before connecting, or the kernel may
+        // hand the connection to the listener this test does not accept on.
+        drop(reuseport_listener(addr).unwrap());
         first.set_nonblocking(false).unwrap();
         let client = TcpStream::connect(addr).unwrap();
         let (mut server_side, _) = first.accept().unwrap();
