@@ -1,12 +1,31 @@
 //! RTMP commands (NetConnection and NetStream calls) as AMF0 values: reading the ones peers
-//! send and building the ones we answer with. Shared by the server and client sessions.
+//! send and building the ones we answer with, plus the media message reading and writing that
+//! the server and client sessions share.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message, MessageHeader};
+use super::message::{types, AckTracker, ControlMessage, UserControlEvent};
 use crate::amf0::{self, Amf0Error, Amf0Value};
+use crate::flv::{self, FlvError, TagType};
+use crate::media::Media;
+use crate::outq::OutQueue;
 use crate::wire::Reader;
+
+/// Chunk stream for connection-level commands and their replies.
+pub const CSID_COMMAND: u32 = 3;
+/// Chunk stream for audio messages.
+pub const CSID_AUDIO: u32 = 4;
+/// Chunk stream for stream-level commands, status and data messages.
+pub const CSID_STREAM: u32 = 5;
+/// Chunk stream for video messages.
+pub const CSID_VIDEO: u32 = 6;
+
+/// `@setDataFrame` as an AMF0 string: a publisher puts it before `onMetaData` so the server
+/// keeps the metadata for players instead of treating it as a one-off call.
+const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
 
 /// A decoded command message: `name`, transaction id, command object, arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +80,18 @@ impl Command {
     pub fn first_string_arg(&self) -> Option<&str> {
         self.args.first().and_then(Amf0Value::as_str)
     }
+
+    /// A string field of the info object of a status or reply (`level`, `code`,
+    /// `description`): the first argument that is an object, as `onStatus`, `_result` and
+    /// `_error` carry it, else the command object, where a few servers put it.
+    pub fn info_str(&self, key: &str) -> Option<&str> {
+        self.args
+            .iter()
+            .find(|value| value.properties().is_some())
+            .unwrap_or(&self.object)
+            .get(key)
+            .and_then(Amf0Value::as_str)
+    }
 }
 
 /// Why a command message could not be read.
@@ -102,7 +133,186 @@ pub fn on_status(level: &str, code: &str, description: &str) -> Bytes {
     )
 }
 
+/// A data message body: a name and values, no transaction id.
+pub fn encode_command_data(name: &str, values: &[Amf0Value]) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    amf0::encode_str(name, &mut out);
+    amf0::encode_all(values, &mut out);
+    out.freeze()
+}
+
 /// Splits `name?query` and returns the name; RTMP clients often append tokens to names.
 pub fn strip_query(name: &str) -> &str {
     name.split_once('?').map_or(name, |(name, _)| name)
+}
+
+/// Reads the media items an audio, video, data (AMF0 or AMF3) or aggregate message carries,
+/// in order, handing each to `sink`. Other message types, and tags we do not carry, yield
+/// nothing. Payloads are zero-copy slices of the message.
+pub fn read_media(message: &Message, sink: impl FnMut(Media)) -> Result<(), FlvError> {
+    let payload = &message.payload;
+    let tag_type = match message.header.type_id {
+        types::AUDIO => TagType::Audio,
+        types::VIDEO => TagType::Video,
+        types::DATA_AMF0 => TagType::Script,
+        types::DATA_AMF3 => {
+            // An AMF3 data message is AMF0 after a format byte.
+            let body = payload.slice(1.min(payload.len())..);
+            return flv::parse_tag_body(TagType::Script, message.header.timestamp, body)
+                .map(|media| media.map_or((), sink));
+        }
+        types::AGGREGATE => return read_aggregate(message.header.timestamp, payload, sink),
+        _ => return Ok(()),
+    };
+    flv::parse_tag_body(tag_type, message.header.timestamp, payload.clone())
+        .map(|media| media.map_or((), sink))
+}
+
+/// An aggregate message is a run of FLV tags (header, body, previous-tag-size) whose
+/// timestamps are shifted so the first equals the message's.
+fn read_aggregate(
+    timestamp: u32,
+    payload: &Bytes,
+    mut sink: impl FnMut(Media),
+) -> Result<(), FlvError> {
+    let mut reader = Reader::new(payload);
+    let mut base: Option<u32> = None;
+    let truncated = |what, reader: &Reader<'_>| FlvError::Truncated {
+        what,
+        offset: reader.offset() as u64,
+    };
+    while !reader.is_empty() {
+        let header = reader
+            .array::<{ flv::TAG_HEADER_LEN }>()
+            .ok_or_else(|| truncated("aggregate tag header", &reader))?;
+        let [kind, s0, s1, s2, t0, t1, t2, high, ..] = header;
+        let size = u32::from_be_bytes([0, s0, s1, s2]) as usize;
+        let body = reader
+            .take_range(size)
+            .ok_or_else(|| truncated("aggregate tag body", &reader))?;
+        reader
+            .skip(4)
+            .ok_or_else(|| truncated("aggregate previous tag size", &reader))?;
+        let tag_time = u32::from_be_bytes([high, t0, t1, t2]);
+        let first = *base.get_or_insert(tag_time);
+        let time = timestamp.wrapping_add(tag_time.wrapping_sub(first));
+        if let Some(tag_type) = TagType::from_u8(kind & 0x1f) {
+            if let Some(media) = flv::parse_tag_body(tag_type, time, payload.slice(body))? {
+                sink(media);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The chunk-level half of an RTMP connection that both ends keep alike: reading messages
+/// (acknowledging as the peer's window asks), writing them, and the protocol control every
+/// endpoint answers the same way.
+#[derive(Debug)]
+pub struct ChunkLink {
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    ack: AckTracker,
+    /// Where the small headers of media tag bodies are built.
+    arena: BytesMut,
+    /// The bytes waiting to be sent.
+    pub out: OutQueue,
+}
+
+impl ChunkLink {
+    /// A link that accepts messages up to `max_message_len` bytes.
+    pub fn new(max_message_len: u32) -> Self {
+        Self {
+            decoder: ChunkDecoder::new(max_message_len),
+            encoder: ChunkEncoder::new(),
+            ack: AckTracker::new(0),
+            arena: BytesMut::new(),
+            out: OutQueue::new(),
+        }
+    }
+
+    /// Decodes the next complete message from `input`, queueing an Acknowledgement when the
+    /// bytes consumed complete the peer's window.
+    pub fn next_message(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ChunkError> {
+        let before = input.len();
+        let message = self.decoder.decode(input)?;
+        if let Some(ack) = self.ack.acknowledgement(before - input.len()) {
+            self.write_control(&ack)?;
+        }
+        Ok(message)
+    }
+
+    /// Applies Set Chunk Size, Abort, Window Acknowledgement Size and Ping Request (answered
+    /// with a Ping Response); any other control message is handed back for the session.
+    pub fn handle_control(
+        &mut self,
+        control: ControlMessage,
+    ) -> Result<Option<ControlMessage>, ChunkError> {
+        match control {
+            ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
+            ControlMessage::Abort { csid } => self.decoder.abort(csid),
+            ControlMessage::WindowAckSize(window) => self.ack.set_window(window),
+            ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp }) => {
+                let pong =
+                    ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
+                self.write_control(&pong)?;
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    /// Queues a protocol or user control message.
+    pub fn write_control(&mut self, control: &ControlMessage) -> Result<(), ChunkError> {
+        self.encoder.write_control(control, &mut self.out)
+    }
+
+    /// Queues a message with timestamp 0 (commands, status, data messages).
+    pub fn write(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        body: Bytes,
+    ) -> Result<(), ChunkError> {
+        let header = MessageHeader {
+            csid,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        self.encoder.write(&header, &[body], &mut self.out)
+    }
+
+    /// Queues one media item as an audio, video or data message on message stream
+    /// `stream_id`: the small tag body header from the arena, the payload by reference. With
+    /// `set_data_frame`, metadata goes out as `@setDataFrame` + `onMetaData`, as a publisher
+    /// sends it.
+    pub fn write_media(
+        &mut self,
+        stream_id: u32,
+        media: &Media,
+        set_data_frame: bool,
+    ) -> Result<(), ChunkError> {
+        let tag = flv::tag_body(media, &mut self.arena);
+        let csid = match tag.tag_type {
+            TagType::Audio => CSID_AUDIO,
+            TagType::Video => CSID_VIDEO,
+            TagType::Script => CSID_STREAM,
+        };
+        let header = MessageHeader {
+            csid,
+            timestamp: tag.timestamp,
+            type_id: tag.tag_type.as_u8(),
+            stream_id,
+        };
+        let out = &mut self.out;
+        if set_data_frame && tag.tag_type == TagType::Script {
+            let prefix = Bytes::from_static(SET_DATA_FRAME);
+            self.encoder
+                .write(&header, &[prefix, tag.header, tag.payload], out)
+        } else {
+            self.encoder.write(&header, &[tag.header, tag.payload], out)
+        }
+    }
 }

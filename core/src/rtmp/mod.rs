@@ -13,6 +13,7 @@
 //! Sessions (publish/play command flow) are built on top of these.
 
 pub mod chunk;
+pub mod client;
 pub mod command;
 pub mod handshake;
 pub mod message;

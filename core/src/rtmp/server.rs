@@ -11,30 +11,21 @@ use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use bytes::{Bytes, BytesMut};
 
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, MessageHeader};
+use super::chunk::ChunkError;
 use super::command::{
-    encode_command, on_status, status_object, strip_query, Command, CommandError,
+    encode_command, encode_command_data, on_status, read_media, status_object, strip_query,
+    ChunkLink, Command, CommandError, CSID_COMMAND, CSID_STREAM,
 };
 use super::handshake::{HandshakeError, ServerHandshake};
-use super::message::{
-    types, AckTracker, BandwidthLimit, ControlMessage, MessageError, UserControlEvent,
-};
+use super::message::{types, BandwidthLimit, ControlMessage, MessageError, UserControlEvent};
 use super::Message;
 use crate::amf0::Amf0Value;
-use crate::flv::{self, FlvError, TagType};
+use crate::flv::FlvError;
 use crate::media::Media;
 use crate::outq::OutQueue;
 use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
 use crate::time::Millis;
 
-/// Chunk stream for connection-level command replies.
-const CSID_COMMAND: u32 = 3;
-/// Chunk stream for stream-level status and metadata.
-const CSID_STREAM: u32 = 5;
-/// Chunk stream for audio.
-const CSID_AUDIO: u32 = 4;
-/// Chunk stream for video.
-const CSID_VIDEO: u32 = 6;
 /// The acknowledgement window and peer bandwidth we announce.
 const WINDOW: u32 = 2_500_000;
 
@@ -106,12 +97,8 @@ enum Mode {
 pub struct RtmpServerSession {
     config: RtmpServerConfig,
     stage: Stage,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    out: OutQueue,
-    arena: BytesMut,
+    link: ChunkLink,
     events: VecDeque<SessionEvent>,
-    ack: AckTracker,
     app: Option<String>,
     stream_name: String,
     next_stream_id: u32,
@@ -126,16 +113,11 @@ impl RtmpServerSession {
     /// A session for a connection accepted at `now`. `random` seeds the handshake's random
     /// bytes (the core has no RNG; any per-connection unpredictable value will do).
     pub fn new(config: RtmpServerConfig, now: Millis, random: u64) -> Self {
-        let decoder = ChunkDecoder::new(config.max_message_len);
         Self {
+            link: ChunkLink::new(config.max_message_len),
             config,
             stage: Stage::Handshake(ServerHandshake::from_seed(random, now.0 as u32)),
-            decoder,
-            encoder: ChunkEncoder::new(),
-            out: OutQueue::new(),
-            arena: BytesMut::new(),
             events: VecDeque::new(),
-            ack: AckTracker::new(0),
             app: None,
             stream_name: String::new(),
             next_stream_id: 1,
@@ -151,7 +133,7 @@ impl RtmpServerSession {
         if let Stage::Handshake(handshake) = &mut self.stage {
             handshake.handle_input(input)?;
             while let Some(reply) = handshake.take_output() {
-                self.out.push(reply);
+                self.link.out.push(reply);
             }
             if !handshake.is_done() {
                 return Ok(());
@@ -159,12 +141,7 @@ impl RtmpServerSession {
             self.stage = Stage::Chunks;
         }
         loop {
-            let before = input.len();
-            let message = self.decoder.decode(input)?;
-            if let Some(ack) = self.ack.acknowledgement(before - input.len()) {
-                self.encoder.write_control(&ack, &mut self.out)?;
-            }
-            match message {
+            match self.link.next_message(input)? {
                 Some(message) => self.on_message(message)?,
                 None => return Ok(()),
             }
@@ -178,99 +155,31 @@ impl RtmpServerSession {
         let header = message.header;
         match header.type_id {
             type_id if ControlMessage::is_control(type_id) => {
-                self.on_control(ControlMessage::parse(type_id, &message.payload)?)
+                // The server has nothing to add to what the link answers itself.
+                self.link
+                    .handle_control(ControlMessage::parse(type_id, &message.payload)?)?;
+                Ok(())
             }
             types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
                 let command =
                     Command::decode(&message.payload, header.type_id == types::COMMAND_AMF3)?;
                 self.on_command(command, header.stream_id)
             }
-            types::AUDIO | types::VIDEO | types::DATA_AMF0 | types::DATA_AMF3 => {
-                if !matches!(self.mode, Mode::Publishing { .. }) {
-                    return Ok(());
-                }
-                let (tag_type, body) = match header.type_id {
-                    types::AUDIO => (TagType::Audio, message.payload),
-                    types::VIDEO => (TagType::Video, message.payload),
-                    types::DATA_AMF3 => (
-                        TagType::Script,
-                        message.payload.slice(1.min(message.payload.len())..),
-                    ),
-                    _ => (TagType::Script, message.payload),
-                };
-                if let Some(media) = flv::parse_tag_body(tag_type, header.timestamp, body)? {
-                    self.events.push_back(SessionEvent::Media(media));
+            types::AUDIO
+            | types::VIDEO
+            | types::DATA_AMF0
+            | types::DATA_AMF3
+            | types::AGGREGATE => {
+                if matches!(self.mode, Mode::Publishing { .. }) {
+                    let events = &mut self.events;
+                    read_media(&message, |media| {
+                        events.push_back(SessionEvent::Media(media));
+                    })?;
                 }
                 Ok(())
             }
-            types::AGGREGATE => self.on_aggregate(header.timestamp, message.payload),
             _ => Ok(()),
         }
-    }
-
-    /// An aggregate message is a run of FLV tags (header, body, previous-tag-size) whose
-    /// timestamps are shifted so the first equals the message's.
-    fn on_aggregate(&mut self, timestamp: u32, payload: Bytes) -> Result<(), RtmpError> {
-        if !matches!(self.mode, Mode::Publishing { .. }) {
-            return Ok(());
-        }
-        let mut offset = 0usize;
-        let mut base: Option<u32> = None;
-        while offset < payload.len() {
-            let mut reader = crate::wire::Reader::new(payload.get(offset..).unwrap_or_default());
-            let tag_type = reader
-                .u8()
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let size = reader
-                .u24_be()
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?
-                as usize;
-            let low = reader
-                .u24_be()
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let high = reader
-                .u8()
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            reader
-                .skip(3)
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag header"))?;
-            let body = reader
-                .take_range(size)
-                .ok_or(RtmpError::Protocol("aggregate: truncated tag body"))?;
-            reader
-                .skip(4)
-                .ok_or(RtmpError::Protocol("aggregate: missing previous tag size"))?;
-            let tag_time = (u32::from(high) << 24) | low;
-            let first = *base.get_or_insert(tag_time);
-            let time = timestamp.wrapping_add(tag_time.wrapping_sub(first));
-            let body = payload.slice(offset + body.start..offset + body.end);
-            offset += reader.offset();
-            let tag_type = match tag_type & 0x1f {
-                8 => TagType::Audio,
-                9 => TagType::Video,
-                18 => TagType::Script,
-                _ => continue,
-            };
-            if let Some(media) = flv::parse_tag_body(tag_type, time, body)? {
-                self.events.push_back(SessionEvent::Media(media));
-            }
-        }
-        Ok(())
-    }
-
-    fn on_control(&mut self, control: ControlMessage) -> Result<(), RtmpError> {
-        match control {
-            ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
-            ControlMessage::Abort { csid } => self.decoder.abort(csid),
-            ControlMessage::WindowAckSize(window) => self.ack.set_window(window),
-            ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp }) => {
-                let pong =
-                    ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
-                self.encoder.write_control(&pong, &mut self.out)?;
-            }
-            _ => {}
-        }
-        Ok(())
     }
 
     fn on_command(&mut self, command: Command, stream_id: u32) -> Result<(), RtmpError> {
@@ -358,17 +267,15 @@ impl RtmpServerSession {
             .get("objectEncoding")
             .and_then(Amf0Value::as_number)
             .unwrap_or(0.0);
-        self.encoder
-            .write_control(&ControlMessage::WindowAckSize(WINDOW), &mut self.out)?;
+        self.link
+            .write_control(&ControlMessage::WindowAckSize(WINDOW))?;
         let bandwidth = ControlMessage::SetPeerBandwidth {
             window: WINDOW,
             limit: BandwidthLimit::Dynamic,
         };
-        self.encoder.write_control(&bandwidth, &mut self.out)?;
-        self.encoder.write_control(
-            &ControlMessage::SetChunkSize(self.config.chunk_size),
-            &mut self.out,
-        )?;
+        self.link.write_control(&bandwidth)?;
+        self.link
+            .write_control(&ControlMessage::SetChunkSize(self.config.chunk_size))?;
         let properties = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
             ("capabilities", Amf0Value::Number(31.0)),
@@ -389,7 +296,7 @@ impl RtmpServerSession {
             return Ok(());
         }
         let body = encode_command("_result", transaction, values);
-        self.send_message(CSID_COMMAND, types::COMMAND_AMF0, 0, 0, &[body])
+        self.send_message(CSID_COMMAND, types::COMMAND_AMF0, 0, body)
     }
 
     fn status(
@@ -400,7 +307,7 @@ impl RtmpServerSession {
         description: &str,
     ) -> Result<(), RtmpError> {
         let body = on_status(level, code, description);
-        self.send_message(CSID_STREAM, types::COMMAND_AMF0, stream_id, 0, &[body])
+        self.send_message(CSID_STREAM, types::COMMAND_AMF0, stream_id, body)
     }
 
     fn send_message(
@@ -408,22 +315,15 @@ impl RtmpServerSession {
         csid: u32,
         type_id: u8,
         stream_id: u32,
-        timestamp: u32,
-        body: &[Bytes],
+        body: Bytes,
     ) -> Result<(), RtmpError> {
-        let header = MessageHeader {
-            csid,
-            timestamp,
-            type_id,
-            stream_id,
-        };
-        self.encoder.write(&header, body, &mut self.out)?;
+        self.link.write(csid, type_id, stream_id, body)?;
         Ok(())
     }
 
     fn user_control(&mut self, event: UserControlEvent) -> Result<(), RtmpError> {
-        self.encoder
-            .write_control(&ControlMessage::UserControl(event), &mut self.out)?;
+        self.link
+            .write_control(&ControlMessage::UserControl(event))?;
         Ok(())
     }
 
@@ -452,7 +352,7 @@ impl RtmpServerSession {
             "|RtmpSampleAccess",
             &[Amf0Value::Boolean(true), Amf0Value::Boolean(true)],
         );
-        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[access])?;
+        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, access)?;
         let data_start = encode_command_data(
             "onStatus",
             &[Amf0Value::object([(
@@ -460,7 +360,7 @@ impl RtmpServerSession {
                 Amf0Value::string("NetStream.Data.Start"),
             )])],
         );
-        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, 0, &[data_start])
+        self.send_message(CSID_STREAM, types::DATA_AMF0, stream_id, data_start)
     }
 
     fn end_of_stream_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
@@ -476,30 +376,9 @@ impl RtmpServerSession {
     }
 
     fn write_media(&mut self, stream_id: u32, media: &Media) -> Result<(), RtmpError> {
-        let tag = flv::tag_body(media, &mut self.arena);
-        let csid = match tag.tag_type {
-            TagType::Audio => CSID_AUDIO,
-            TagType::Video => CSID_VIDEO,
-            TagType::Script => CSID_STREAM,
-        };
-        let header = MessageHeader {
-            csid,
-            timestamp: tag.timestamp,
-            type_id: tag.tag_type as u8,
-            stream_id,
-        };
-        self.encoder
-            .write(&header, &[tag.header, tag.payload], &mut self.out)?;
+        self.link.write_media(stream_id, media, false)?;
         Ok(())
     }
-}
-
-/// A data message body: a name and values, no transaction id.
-fn encode_command_data(name: &str, values: &[Amf0Value]) -> Bytes {
-    let mut out = BytesMut::with_capacity(64);
-    crate::amf0::encode_str(name, &mut out);
-    crate::amf0::encode_all(values, &mut out);
-    out.freeze()
 }
 
 impl LiveSession for RtmpServerSession {
@@ -592,7 +471,7 @@ impl LiveSession for RtmpServerSession {
     }
 
     fn transmit(&mut self) -> &mut OutQueue {
-        &mut self.out
+        &mut self.link.out
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
