@@ -667,7 +667,51 @@ fn write_rtmp_client_corpus() {
 
     for (name, read_selector, bytes) in files {
         let mut data = vec![read_selector];
-        data.extend_from_slice(&bytes);
+        data.extend_from_slice(bytes);
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+}
+
+/// Writes the seed corpus of the `rtmp_session` fuzz target: the first byte picks the read
+/// size, the rest is what a real client session sent to a server (handshake, connect, publish
+/// or play, media, stop). Run with
+/// `cargo test -p mediakit-core --test rtmp_pair write_rtmp_session_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn write_rtmp_session_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/rtmp_session");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut hub = Hub::default();
+    let mut publish = Pair::settled(
+        client_config(ClientMode::Publish, "cam"),
+        RtmpServerConfig::default(),
+        &mut hub,
+    );
+    // Small frames only: the fuzz target limits messages to 64 KiB.
+    let small = sample_stream()
+        .into_iter()
+        .filter(|media| !matches!(media, Media::Frame(frame) if frame.payload.len() > 1_000));
+    for media in small {
+        publish.client.send_media(&media);
+    }
+    settle(&mut publish, &mut hub);
+    publish.client.stop();
+    settle(&mut publish, &mut hub);
+    let mut play = Pair::settled(
+        client_config(ClientMode::Play, "cam"),
+        RtmpServerConfig::default(),
+        &mut hub,
+    );
+    play.client.stop();
+    settle(&mut play, &mut hub);
+    let seeds = [
+        ("publish", 63u8, &publish.up.log),
+        ("publish_small_reads", 4, &publish.up.log),
+        ("play", 20, &play.up.log),
+    ];
+    for (name, read_selector, bytes) in seeds {
+        let mut data = vec![read_selector];
+        data.extend_from_slice(bytes);
         std::fs::write(dir.join(name), data).unwrap();
     }
 }

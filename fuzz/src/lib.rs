@@ -10,6 +10,7 @@ pub use targets::amf0::amf0;
 pub use targets::flv_demux::flv_demux;
 pub use targets::http_request::http_request;
 pub use targets::rtmp_chunk::rtmp_chunk;
+pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
 
@@ -19,6 +20,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("flv_demux", flv_demux),
     ("http_request", http_request),
     ("rtmp_chunk", rtmp_chunk),
+    ("rtmp_client", rtmp_client),
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
 ];
