@@ -667,7 +667,7 @@ fn write_rtmp_client_corpus() {
 
     for (name, read_selector, bytes) in files {
         let mut data = vec![read_selector];
-        data.extend_from_slice(bytes);
+        data.extend_from_slice(&bytes);
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
