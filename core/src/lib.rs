@@ -11,6 +11,74 @@
 //! Input from the network is untrusted: every length a peer declares is checked against a
 //! configured bound before anything is allocated for it, and malformed input is reported as an
 //! error value, never a panic.
+//!
+//! ## A complete run loop
+//!
+//! An RTMP ingest over a blocking `std::net::TcpStream`: the session answers the handshake
+//! and the command flow, asks before accepting a publish, and hands out frames. A runtime
+//! does the same with non-blocking sockets and vectored writes (see `mediakit-tokio`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "std")]
+//! # fn main() -> std::io::Result<()> {
+//! use std::io::{Read, Write};
+//! use std::net::TcpListener;
+//!
+//! use bytes::BytesMut;
+//! use mediakit_core::media::Media;
+//! use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
+//! use mediakit_core::session::{LiveSession, Rejection, SessionEvent};
+//! use mediakit_core::Millis;
+//!
+//! let start = std::time::Instant::now();
+//! let now = || Millis(start.elapsed().as_millis() as u64);
+//! let listener = TcpListener::bind("127.0.0.1:1935")?;
+//! let (mut socket, peer) = listener.accept()?;
+//! let mut session = RtmpServerSession::new(RtmpServerConfig::default(), now(), 0x5eed);
+//! let mut input = BytesMut::new();
+//! let mut read_buffer = vec![0u8; 64 * 1024];
+//! loop {
+//!     // 1. Input.
+//!     let read = socket.read(&mut read_buffer)?;
+//!     if read == 0 {
+//!         break;
+//!     }
+//!     input.extend_from_slice(&read_buffer[..read]);
+//!     if let Err(error) = session.handle_input(now(), &mut input) {
+//!         eprintln!("{peer}: closing: {error}");
+//!         break;
+//!     }
+//!     // 2. Events.
+//!     while let Some(event) = session.poll_event() {
+//!         match event {
+//!             SessionEvent::PublishRequested { app, stream } => {
+//!                 println!("{peer} publishes {app}/{stream}");
+//!                 session.accept_publish();
+//!             }
+//!             SessionEvent::PlayRequested { .. } => session.reject(Rejection::NotFound),
+//!             SessionEvent::Media(Media::Frame(frame)) => {
+//!                 println!("{:?} dts {} ms, {} bytes", frame.codec, frame.dts, frame.payload.len());
+//!             }
+//!             SessionEvent::Closed { reason } => {
+//!                 println!("{peer}: {reason}");
+//!                 return Ok(());
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//!     // 3. Output: the queue holds `Bytes` segments for one vectored write.
+//!     let out = session.transmit();
+//!     for segment in out.segments() {
+//!         socket.write_all(segment)?;
+//!     }
+//!     let written = out.queued_bytes();
+//!     out.advance(written);
+//! }
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "std"))]
+//! # fn main() {}
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

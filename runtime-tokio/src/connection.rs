@@ -91,6 +91,17 @@ enum Role {
     },
 }
 
+impl Role {
+    fn key(&self) -> Option<&StreamKey> {
+        match self {
+            Role::Idle => None,
+            Role::Publishing { key, .. }
+            | Role::Playing { key, .. }
+            | Role::Waiting { key, .. } => Some(key),
+        }
+    }
+}
+
 /// Why a connection ended, for its one log line.
 enum Ending {
     Normal(&'static str),
@@ -114,7 +125,8 @@ async fn drive<S: LiveSession>(
     let mut rx = BytesMut::with_capacity(16 * 1024);
     let mut stopped = worker.stopped.clone();
     let mut closing: Option<Ending> = None;
-    let mut logged_media_role = false;
+    // The stream this connection last published or played, named in its close line.
+    let mut stream_name: Option<StreamKey> = None;
 
     let ending = loop {
         // Act on everything the session has to say, then feed a player (which may produce
@@ -125,7 +137,11 @@ async fn drive<S: LiveSession>(
                 if let Some(end) = on_event(&worker, &mut session, &mut role, peer, proto, event) {
                     closing.get_or_insert(end);
                 }
-                logged_media_role |= !matches!(role, Role::Idle);
+                if let Some(key) = role.key() {
+                    if stream_name.as_ref() != Some(key) {
+                        stream_name = Some(key.clone());
+                    }
+                }
             }
             more_media = feed_player(&worker, &mut session, &mut role, peer, proto, &mut closing);
         }
@@ -185,13 +201,19 @@ async fn drive<S: LiveSession>(
     };
 
     leave_role(&worker, &mut role);
-    match ending {
-        Ending::Normal(reason) if logged_media_role || limited => {
-            tracing::info!(%peer, proto, reason, "closed");
+    // Connections that published or played always get their close line; the others (scans,
+    // garbage, failed handshakes) only within the per-worker rate limit.
+    match (ending, &stream_name) {
+        (Ending::Normal(reason), Some(stream)) => {
+            tracing::info!(%peer, proto, %stream, reason, "closed")
         }
-        Ending::Normal(_) => {}
-        Ending::Error(reason) => {
-            if logged_media_role || log_allowed(&worker) {
+        (Ending::Normal(reason), None) if limited => tracing::info!(%peer, proto, reason, "closed"),
+        (Ending::Normal(_), None) => {}
+        (Ending::Error(reason), Some(stream)) => {
+            tracing::warn!(%peer, proto, %stream, %reason, "closed")
+        }
+        (Ending::Error(reason), None) => {
+            if log_allowed(&worker) {
                 tracing::warn!(%peer, proto, %reason, "closed");
             }
         }
