@@ -143,6 +143,12 @@ fn assert_codecs(what: &str, report: &ProbeReport, video: bool, audio: bool) {
 fn assert_matches_source(what: &str, run: &ProbeRun, clip: Clip) {
     let source = clip.source();
     let report = run.expect_ok(what);
+    // ffprobe runs with `-v error`: anything on stderr is an error it saw while reading.
+    assert!(
+        run.finished.stderr.trim().is_empty(),
+        "{what}: ffprobe reported errors: {}",
+        run.finished.describe()
+    );
     let video = clip != Clip::AudioOnly;
     let audio = clip != Clip::VideoOnly;
     assert_codecs(what, report, video, audio);
@@ -376,6 +382,7 @@ fn play_of_missing_stream_times_out() {
             Duration::from_secs(8),
         );
         let what = format!("{} HTTP GET of a missing stream", binary.display());
+        eprintln!("{what}: status {status:?} after {elapsed:?}");
         assert_eq!(status, Some(404), "{what}: status after {elapsed:?}");
         // Lower bound: it did wait for a publisher; upper bound: 1 s wait + 2 s slack.
         assert!(
@@ -385,6 +392,7 @@ fn play_of_missing_stream_times_out() {
 
         let finished = rtmp_player.wait_timeout(Duration::from_secs(8));
         let what = format!("{} RTMP play of a missing stream", binary.display());
+        eprintln!("{what}: {}", finished.describe());
         assert!(
             !finished.timed_out() && !finished.success(),
             "{what}: want a non-zero exit: {}",
@@ -422,6 +430,7 @@ fn second_publisher_is_rejected() {
         std::thread::sleep(Duration::from_millis(1000));
         let second = media::publish(clip, &rtmp, &[]).wait_timeout(Duration::from_secs(5));
         let what = format!("{} second publisher", binary.display());
+        eprintln!("{what}: {}", second.describe());
         assert!(
             !second.timed_out() && !second.success(),
             "{what}: want a quick non-zero exit: {}",
@@ -501,6 +510,11 @@ fn publisher_stop_ends_players() {
             // 4 s from the publisher's exit (the budget counts from `stopped`, shared by both).
             let budget = Duration::from_secs(4).saturating_sub(stopped.elapsed());
             let decode = DecodeReport::from_finished(player.wait_timeout(budget));
+            eprintln!(
+                "{what}: ended {:?} after the publisher: {}",
+                stopped.elapsed(),
+                decode.finished.describe()
+            );
             assert!(
                 !decode.finished.timed_out(),
                 "{what}: still playing {:?} after the publisher ended",
@@ -663,6 +677,7 @@ fn hostile_connections_are_closed_alone() {
         for attack in attacks {
             let hostile = attack.join().expect("hostile client thread");
             let what = format!("{} {} connection", binary.display(), hostile.kind);
+            eprintln!("{what}: closed after {:?}", hostile.closed_after);
             let closed = hostile.closed_after.unwrap_or_else(|| {
                 panic!(
                     "{what}: still open after 5 s\nserver log:\n{}",
