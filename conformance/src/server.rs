@@ -10,9 +10,15 @@ use std::time::{Duration, Instant};
 /// The server binaries the live suite runs against.
 pub fn server_binaries() -> Vec<PathBuf> {
     if let Ok(list) = std::env::var("MEDIAKIT_SERVER_BINS") {
-        return list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+        return list
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| crate::workspace_root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::workspace_root().join("target"));
     let release = target.join("release").join("mediakit");
     assert!(
         release.exists(),
@@ -45,7 +51,12 @@ impl Server {
         let http_port = free_port();
         let mut child = Command::new(binary)
             .args(["--bind", "127.0.0.1", "--workers", "2"])
-            .args(["--rtmp-port", &rtmp_port.to_string(), "--http-port", &http_port.to_string()])
+            .args([
+                "--rtmp-port",
+                &rtmp_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+            ])
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -53,7 +64,19 @@ impl Server {
             .spawn()
             .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -61,11 +84,20 @@ impl Server {
                 }
             });
         }
-        let server = Server { child, rtmp_port, http_port, log };
+        let server = Server {
+            child,
+            rtmp_port,
+            http_port,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [rtmp_port, http_port] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "server did not listen on {port}; log:\n{}", server.log_text());
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not listen on {port}; log:\n{}",
+                    server.log_text()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -89,12 +121,25 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log_text(&self) -> String {
-        self.log.lock().map(|log| log.join("\n")).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|log| log.join("\n"))
+            .unwrap_or_default()
     }
 
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("pid", &self.child.id())
+            .field("rtmp_port", &self.rtmp_port)
+            .field("http_port", &self.http_port)
+            .finish()
     }
 }
 
