@@ -22,7 +22,9 @@ struct Packet {
 }
 
 fn number(value: &Value) -> Option<i64> {
-    value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn probe_packets(name: &str) -> Vec<Packet> {
@@ -41,7 +43,9 @@ fn probe_packets(name: &str) -> Vec<Packet> {
             },
             dts: number(&packet["dts"]).expect("dts"),
             size: number(&packet["size"]).expect("size") as usize,
-            keyframe: packet["flags"].as_str().is_some_and(|flags| flags.starts_with('K')),
+            keyframe: packet["flags"]
+                .as_str()
+                .is_some_and(|flags| flags.starts_with('K')),
         })
         .collect()
 }
@@ -98,8 +102,15 @@ fn flv_captures_match_ffprobe_for_any_read_size() {
             let media = demux_file(name, read_size);
             assert_same_packets(name, &frames_of(&media), &probed);
         }
-        let configs = demux_file(name, 4096).iter().filter(|m| matches!(m, Media::Config(_))).count();
-        let tracks = probed.iter().map(|p| p.kind).collect::<std::collections::HashSet<_>>().len();
+        let configs = demux_file(name, 4096)
+            .iter()
+            .filter(|m| matches!(m, Media::Config(_)))
+            .count();
+        let tracks = probed
+            .iter()
+            .map(|p| p.kind)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         assert_eq!(configs, tracks, "{name}: one codec configuration per track");
     }
 }
@@ -116,7 +127,9 @@ fn rtmp_publish_capture_matches_ffprobe_of_its_source() {
         let mut published = None;
         for piece in data.chunks(read_size) {
             buffer.extend_from_slice(piece);
-            session.handle_input(Millis(0), &mut buffer).expect("session input");
+            session
+                .handle_input(Millis(0), &mut buffer)
+                .expect("session input");
             while let Some(event) = session.poll_event() {
                 match event {
                     SessionEvent::PublishRequested { app, stream } => {
@@ -130,7 +143,15 @@ fn rtmp_publish_capture_matches_ffprobe_of_its_source() {
             let queued = session.transmit().queued_bytes();
             session.transmit().advance(queued);
         }
-        assert_eq!(published.as_deref(), Some("live/capture"), "read size {read_size}");
-        assert_same_packets("rtmp_publish", &frames_of(&media), &probed);
+        assert_eq!(
+            published.as_deref(),
+            Some("live/capture"),
+            "read size {read_size}"
+        );
+        assert_same_packets(
+            &format!("rtmp_publish read size {read_size}"),
+            &frames_of(&media),
+            &probed,
+        );
     }
 }

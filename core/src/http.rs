@@ -8,7 +8,9 @@
 use alloc::string::String;
 use core::fmt::Write as _;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::outq::OutQueue;
 
 /// Largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -189,17 +191,52 @@ impl Status {
     }
 }
 
+/// How the body of an endless live response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Transfer-Encoding: chunked` (HTTP/1.1): the stream ends with a zero-length chunk, so
+    /// players can tell a clean end from a dropped connection.
+    Chunked,
+    /// The body ends when the connection closes (HTTP/1.0 clients, which know no chunking).
+    UntilClose,
+}
+
 /// Writes the head of the endless response that carries a live stream: no Content-Length,
-/// the body ends when the connection closes; CORS open so browser players (flv.js,
-/// mpegts.js) may read it.
-pub fn write_stream_head(out: &mut BytesMut, content_type: &str, origin: Option<&str>) {
+/// CORS open so browser players (flv.js, mpegts.js) may read it.
+pub fn write_stream_head(
+    out: &mut BytesMut,
+    content_type: &str,
+    origin: Option<&str>,
+    framing: BodyFraming,
+) {
     write_status_line(out, Status::Ok);
     write_header(out, "Content-Type", content_type);
     write_header(out, "Cache-Control", "no-cache, no-store");
+    if framing == BodyFraming::Chunked {
+        write_header(out, "Transfer-Encoding", "chunked");
+    }
     write_header(out, "Connection", "close");
     write_cors(out, origin);
     out.put_slice(b"\r\n");
 }
+
+/// Moves everything in `body` into `out` as one HTTP/1.1 chunk: a size line, the segments
+/// themselves (never copied), and the CRLF that closes the chunk.
+pub fn move_as_chunk(body: &mut OutQueue, arena: &mut BytesMut, out: &mut OutQueue) {
+    let len = body.queued_bytes();
+    if len == 0 {
+        return;
+    }
+    let mut size_line = String::new();
+    let _ = write!(size_line, "{len:x}\r\n");
+    arena.put_slice(size_line.as_bytes());
+    out.push(arena.split().freeze());
+    out.append(body);
+    out.push(Bytes::from_static(b"\r\n"));
+}
+
+/// The zero-length chunk that ends a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Writes a complete short response with a plain-text body (errors, preflight answers).
 pub fn write_simple_response(out: &mut BytesMut, status: Status, origin: Option<&str>, body: &str) {
@@ -300,10 +337,30 @@ mod tests {
     #[test]
     fn cors_origin_cannot_inject_headers() {
         let mut out = BytesMut::new();
-        write_stream_head(&mut out, "video/x-flv", Some("http://a\r\nSet-Cookie: x"));
+        write_stream_head(
+            &mut out,
+            "video/x-flv",
+            Some("http://a\r\nSet-Cookie: x"),
+            BodyFraming::Chunked,
+        );
         let text = core::str::from_utf8(&out).unwrap();
         assert!(!text.contains("Set-Cookie"));
         assert!(text.contains("Access-Control-Allow-Origin: *"));
+    }
+
+    #[test]
+    fn chunk_framing_wraps_segments_without_copying() {
+        let payload = Bytes::from_static(b"0123456789abcdefXYZ");
+        let mut body = OutQueue::new();
+        body.push(payload.slice(..10));
+        body.push(payload.slice(10..));
+        let (mut arena, mut out) = (BytesMut::new(), OutQueue::new());
+        move_as_chunk(&mut body, &mut arena, &mut out);
+        assert!(body.is_empty());
+        let wire: alloc::vec::Vec<u8> = out.segments().flatten().copied().collect();
+        assert_eq!(wire, b"13\r\n0123456789abcdefXYZ\r\n");
+        let middle: alloc::vec::Vec<&[u8]> = out.segments().skip(1).take(2).collect();
+        assert_eq!(middle[0].as_ptr(), payload.as_ptr());
     }
 
     proptest! {

@@ -68,6 +68,12 @@ impl OutQueue {
         }
     }
 
+    /// Moves every segment of `other` to the end of this queue, leaving `other` empty.
+    pub fn append(&mut self, other: &mut OutQueue) {
+        self.queued_bytes += core::mem::take(&mut other.queued_bytes);
+        self.segments.append(&mut other.segments);
+    }
+
     /// Discards everything queued.
     pub fn clear(&mut self) {
         self.segments.clear();

@@ -107,7 +107,14 @@ pub struct RtmpServerSession {
     last_input: Millis,
     failed: Option<RtmpError>,
     closed: bool,
+    /// Media that arrived after `publish` but before the server answered it (encoders may
+    /// send it without waiting for `NetStream.Publish.Start`); released on accept.
+    held: VecDeque<Media>,
+    held_bytes: usize,
 }
+
+/// The most media held for a publish the server has not answered yet.
+const MAX_HELD_BYTES: usize = 8 << 20;
 
 impl RtmpServerSession {
     /// A session for a connection accepted at `now`. `random` seeds the handshake's random
@@ -126,6 +133,8 @@ impl RtmpServerSession {
             last_input: now,
             failed: None,
             closed: false,
+            held: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
@@ -170,11 +179,26 @@ impl RtmpServerSession {
             | types::DATA_AMF0
             | types::DATA_AMF3
             | types::AGGREGATE => {
-                if matches!(self.mode, Mode::Publishing { .. }) {
-                    let events = &mut self.events;
-                    read_media(&message, |media| {
-                        events.push_back(SessionEvent::Media(media));
-                    })?;
+                match self.mode {
+                    Mode::Publishing { .. } => {
+                        let events = &mut self.events;
+                        read_media(&message, |media| {
+                            events.push_back(SessionEvent::Media(media));
+                        })?;
+                    }
+                    Mode::PublishPending { .. } => {
+                        let (held, held_bytes) = (&mut self.held, &mut self.held_bytes);
+                        read_media(&message, |media| {
+                            *held_bytes += media_bytes(&media);
+                            held.push_back(media);
+                        })?;
+                        if self.held_bytes > MAX_HELD_BYTES {
+                            return Err(RtmpError::Protocol(
+                                "too much media before the publish was answered",
+                            ));
+                        }
+                    }
+                    _ => {}
                 }
                 Ok(())
             }
@@ -414,6 +438,9 @@ impl LiveSession for RtmpServerSession {
                     self.status(stream_id, "status", "NetStream.Publish.Start", &description)
                 });
             self.or_fail(result);
+            self.held_bytes = 0;
+            let held = self.held.drain(..).map(SessionEvent::Media);
+            self.events.extend(held);
         }
     }
 
@@ -448,6 +475,8 @@ impl LiveSession for RtmpServerSession {
             }
             _ => return,
         };
+        self.held.clear();
+        self.held_bytes = 0;
         self.mode = Mode::Idle;
         let result = self.status(stream_id, "error", code, description);
         self.or_fail(result);
@@ -501,5 +530,14 @@ impl LiveSession for RtmpServerSession {
             Mode::Publishing { .. } | Mode::Playing { .. } => Phase::Media,
             _ => Phase::Setup,
         }
+    }
+}
+
+/// What a held media item costs in memory, for the bound on held media.
+fn media_bytes(media: &Media) -> usize {
+    match media {
+        Media::Frame(frame) => frame.payload.len(),
+        Media::Config(config) => config.record().len(),
+        Media::Metadata(metadata) => metadata.amf0.len(),
     }
 }
