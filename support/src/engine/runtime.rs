@@ -1,0 +1,52 @@
+//! The seam between the engine and an async runtime: everything runtime-specific a server
+//! needs, and nothing more. `mediakit-tokio` and `mediakit-async-std` each implement it in
+//! one small file; the connection, worker and fan-out logic above it exists once.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mediakit_core::OutQueue;
+use socket2::SockRef;
+
+/// A single-threaded async runtime, one instance per worker thread.
+pub trait Runtime: 'static {
+    /// A listening socket registered with this thread's reactor.
+    type Listener: 'static;
+    /// A connection registered with this thread's reactor.
+    type Stream: Connection + 'static;
+    /// A timer future.
+    type Sleep: Future<Output = ()>;
+
+    /// Runs `main` to completion on a fresh single-threaded executor on the current thread;
+    /// tasks spawned with [`Runtime::spawn_local`] meanwhile run on it too.
+    fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()>;
+    /// Spawns a task on the current worker's executor; it never moves to another thread.
+    fn spawn_local(task: impl Future<Output = ()> + 'static);
+    /// A future that completes at `deadline`.
+    fn sleep_until(deadline: Instant) -> Self::Sleep;
+    /// Registers a bound, non-blocking listener with this thread's reactor.
+    fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+    /// Accepts the next connection.
+    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+}
+
+/// What the engine does with a connected socket: readiness, non-blocking reads, and vectored
+/// sends of an [`OutQueue`].
+pub trait Connection {
+    /// Ready when a read may make progress (or the socket failed).
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready when a write may make progress (or the socket failed).
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Reads what is available into `buffer`; `WouldBlock` when nothing is.
+    fn try_read(&self, buffer: &mut BytesMut) -> io::Result<usize>;
+    /// Sends from the front of `queue` with one vectored write and advances it; `WouldBlock`
+    /// when the socket is full. `more` asks the kernel to hold a partial segment (MSG_MORE).
+    fn try_send(&self, queue: &mut OutQueue, more: bool) -> io::Result<usize>;
+    /// The socket, for options such as TCP_NODELAY.
+    fn socket(&self) -> SockRef<'_>;
+}
