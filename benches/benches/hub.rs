@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mediakit_benches::{gop, stream_start};
-use mediakit_core::hub::{GopConfig, LocalSource, PushReport, ReaderLimits};
+use mediakit_core::hub::{GopConfig, LocalSource, PushReport, ReaderKey, ReaderLimits};
 
 const READERS: [u32; 3] = [1, 100, 1000];
 
@@ -23,22 +23,22 @@ fn hub_fanout(c: &mut Criterion) {
 
     for readers in READERS {
         group.bench_function(BenchmarkId::new("push_then_pop_all", readers), |b| {
-            let mut source = LocalSource::<u32>::new(GopConfig::default(), ReaderLimits::default());
+            let mut source = LocalSource::<()>::new(GopConfig::default(), ReaderLimits::default());
             let mut report = PushReport::new();
             for item in stream_start().iter().chain(&gop) {
                 source.push(item, &mut report);
             }
-            for id in 0..readers {
-                assert!(source.add_reader(id));
-                while source.pop(id).is_some() {}
+            let keys: Vec<ReaderKey> = (0..readers).map(|_| source.add_reader(())).collect();
+            for key in &keys {
+                while source.pop(*key).is_some() {}
             }
             let mut next = gop.iter().cycle();
             b.iter(|| {
                 let item = next.next().expect("the GOP repeats forever");
                 source.push(item, &mut report);
                 let mut delivered = 0;
-                for id in 0..readers {
-                    while let Some(media) = source.pop(id) {
+                for key in &keys {
+                    while let Some(media) = source.pop(*key) {
                         black_box(media);
                         delivered += 1;
                     }

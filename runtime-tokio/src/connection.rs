@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mediakit_core::hub::{PublishError, PublisherId, StreamKey, WaiterId};
+use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
 use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 use mediakit_core::{http_flv::HttpFlvSession, rtmp::server::RtmpServerSession};
 use mediakit_support::logging::LogDecision;
@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::fanout::{ReaderId, Source};
+use crate::fanout::Source;
 use crate::shared::{PublisherHandle, Shared};
 use crate::worker::Worker;
 
@@ -79,7 +79,7 @@ enum Role {
     },
     Playing {
         key: StreamKey,
-        reader: ReaderId,
+        reader: ReaderKey,
         source: Rc<Source>,
         wake: Rc<Notify>,
     },
@@ -344,9 +344,8 @@ fn start_play<S: LiveSession>(
     {
         drop(control);
         let source = worker.source_for_player(id, handle.worker);
-        let reader = worker.next_reader_id();
         let wake = Rc::new(Notify::new());
-        source.add_reader(reader, Rc::clone(&wake));
+        let reader = source.add_reader(Rc::clone(&wake));
         session.accept_play();
         tracing::info!(%peer, proto, stream = %key, "playing");
         *role = Role::Playing {

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId, PushReport};
+use mediakit_core::hub::{LocalSource, PublisherId, PushReport, ReaderKey};
 use mediakit_core::media::{Media, MediaKind};
 use tokio::sync::{mpsc::error::TrySendError, Notify};
 
@@ -17,9 +17,9 @@ use crate::shared::SharedRef;
 /// Messages queued per worker inbox before the sender treats the worker as lagging.
 pub const INBOX_CAPACITY: usize = 4096;
 
-/// A player on one worker, as its stream's source knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ReaderId(pub u64);
+/// A stream's state on one worker: each player carries the `Notify` that wakes its session,
+/// so a push finds the sessions to wake in O(1) each.
+pub type SourceState = LocalSource<Rc<Notify>>;
 
 /// What workers send each other.
 #[derive(Debug)]
@@ -54,11 +54,10 @@ pub struct Source {
     pub publication: PublisherId,
     /// The worker of the publisher.
     pub origin: usize,
-    pub state: RefCell<LocalSource<ReaderId>>,
-    wakers: RefCell<Vec<(ReaderId, Rc<Notify>)>>,
+    pub state: RefCell<SourceState>,
     /// At the origin: the other workers that receive this stream.
     remotes: RefCell<Vec<Remote>>,
-    report: RefCell<PushReport<ReaderId>>,
+    report: RefCell<PushReport<Rc<Notify>>>,
 }
 
 #[derive(Debug)]
@@ -69,50 +68,43 @@ struct Remote {
 }
 
 impl Source {
-    pub fn new(publication: PublisherId, origin: usize, state: LocalSource<ReaderId>) -> Rc<Self> {
+    pub fn new(publication: PublisherId, origin: usize, state: SourceState) -> Rc<Self> {
         Rc::new(Self {
             publication,
             origin,
             state: RefCell::new(state),
-            wakers: RefCell::new(Vec::new()),
             remotes: RefCell::new(Vec::new()),
             report: RefCell::new(PushReport::new()),
         })
     }
 
-    /// Adds a player; it starts from the GOP snapshot.
-    pub fn add_reader(&self, reader: ReaderId, wake: Rc<Notify>) {
-        self.state.borrow_mut().add_reader(reader);
+    /// Adds a player woken through `wake`; it starts from the GOP snapshot.
+    pub fn add_reader(&self, wake: Rc<Notify>) -> ReaderKey {
         wake.notify_one();
-        self.wakers.borrow_mut().push((reader, wake));
+        self.state.borrow_mut().add_reader(wake)
     }
 
-    pub fn remove_reader(&self, reader: ReaderId) {
+    pub fn remove_reader(&self, reader: ReaderKey) {
         self.state.borrow_mut().remove_reader(reader);
-        self.wakers.borrow_mut().retain(|(id, _)| *id != reader);
     }
 
     pub fn reader_count(&self) -> usize {
-        self.wakers.borrow().len()
+        self.state.borrow().reader_count()
     }
 
     /// Pushes one item to this worker's players and wakes those with something new. Players
     /// that stayed too far behind are removed from the source and woken to find out.
     pub fn push_local(&self, media: &Media) {
         let mut report = self.report.borrow_mut();
-        self.state.borrow_mut().push(media, &mut report);
-        let disconnect = report.disconnect();
-        let wakers = self.wakers.borrow();
-        for reader in report.wake().iter().chain(disconnect) {
-            if let Some((_, notify)) = wakers.iter().find(|(id, _)| id == reader) {
+        let mut state = self.state.borrow_mut();
+        state.push(media, &mut report);
+        for reader in report.wake() {
+            if let Some(notify) = state.waker(*reader) {
                 notify.notify_one();
             }
         }
-        drop(wakers);
-        if !disconnect.is_empty() {
-            self.wakers
-                .borrow_mut()
-                .retain(|(id, _)| !disconnect.contains(id));
+        for (_, notify) in report.disconnect() {
+            notify.notify_one();
         }
     }
 
@@ -170,10 +162,12 @@ impl Source {
 
     /// The publisher stopped: players drain what they have, then see the end.
     pub fn end(&self, shared: &SharedRef) {
-        self.state.borrow_mut().end();
-        for (_, notify) in self.wakers.borrow().iter() {
+        let mut state = self.state.borrow_mut();
+        state.end();
+        for (_, notify) in state.readers() {
             notify.notify_one();
         }
+        drop(state);
         for remote in self.remotes.borrow_mut().drain(..) {
             if let Some(inbox) = shared.inboxes.get(remote.worker) {
                 let message = WorkerMsg::Ended {

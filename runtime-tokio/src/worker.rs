@@ -1,13 +1,13 @@
 //! One worker: a current-thread runtime on its own OS thread with its own listeners, the
 //! sessions it accepted, and its view of the live streams.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId};
+use mediakit_core::hub::{LocalSource, PublisherId, ReaderKey};
 use mediakit_support::logging::LogLimiter;
 use mediakit_support::socket::reuseport_listener;
 use mediakit_support::ServerConfig;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
 use crate::connection::{self, Protocol};
-use crate::fanout::{ReaderId, Source, WorkerMsg};
+use crate::fanout::{Source, SourceState, WorkerMsg};
 use crate::shared::SharedRef;
 
 /// The listening sockets one worker accepts on.
@@ -50,17 +50,10 @@ pub struct Worker {
     /// Sources this worker holds, origin or mirror, by publication.
     pub sources: RefCell<HashMap<PublisherId, Rc<Source>>>,
     pub log_limiter: RefCell<LogLimiter>,
-    next_reader: Cell<u64>,
     pub stopped: watch::Receiver<bool>,
 }
 
 impl Worker {
-    pub fn next_reader_id(&self) -> ReaderId {
-        let id = self.next_reader.get();
-        self.next_reader.set(id + 1);
-        ReaderId(id)
-    }
-
     /// The source a player on this worker reads `publication` from: the origin if it is
     /// here, else a mirror, created (and subscribed at the origin) on first use.
     pub fn source_for_player(&self, publication: PublisherId, origin: usize) -> Rc<Source> {
@@ -82,12 +75,12 @@ impl Worker {
     }
 
     /// Fresh per-stream state with the configured GOP and player queue limits.
-    pub fn new_source_state(&self) -> LocalSource<ReaderId> {
+    pub fn new_source_state(&self) -> SourceState {
         LocalSource::new(self.shared.hub.gop, self.shared.hub.reader)
     }
 
     /// Detaches a player; a mirror with no players left unsubscribes from its origin.
-    pub fn release_player(&self, source: &Source, reader: ReaderId) {
+    pub fn release_player(&self, source: &Source, reader: ReaderKey) {
         source.remove_reader(reader);
         if source.origin != self.id && source.reader_count() == 0 {
             self.sources.borrow_mut().remove(&source.publication);
@@ -181,7 +174,6 @@ pub fn run(
         shared,
         sources: RefCell::new(HashMap::new()),
         log_limiter: RefCell::new(limiter),
-        next_reader: Cell::new(1),
         stopped: stopped.clone(),
     });
     local.block_on(&runtime, async move {

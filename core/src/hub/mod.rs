@@ -22,7 +22,7 @@ pub use reader::{PushOutcome, ReaderLimits, ReaderQueue};
 pub use registry::{
     HubConfig, PublishError, PublisherId, Registry, StreamEntry, WaitError, WaiterId,
 };
-pub use source::{LocalSource, PushReport};
+pub use source::{LocalSource, PushReport, ReaderKey};
 
 use crate::media::Media;
 

@@ -6,15 +6,26 @@ use super::gop::{GopCache, GopConfig};
 use super::reader::{PushOutcome, ReaderLimits, ReaderQueue};
 use crate::media::Media;
 
+/// A player of one [`LocalSource`], handed out by [`LocalSource::add_reader`].
+///
+/// The slot index makes every lookup O(1); the generation makes the key of a removed player
+/// miss, rather than reach whichever player later reuses its slot. (A slot reused 2³² times
+/// while a stale key is kept would alias; runtimes drop a key when its player leaves.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReaderKey {
+    slot: usize,
+    generation: u32,
+}
+
 /// What a [`LocalSource::push`] asks of the runtime, kept by the caller and reused across
 /// pushes so the per-frame path does not allocate once its vectors have grown.
 #[derive(Debug)]
-pub struct PushReport<R> {
-    wake: Vec<R>,
-    disconnect: Vec<R>,
+pub struct PushReport<W = ()> {
+    wake: Vec<ReaderKey>,
+    disconnect: Vec<(ReaderKey, W)>,
 }
 
-impl<R> PushReport<R> {
+impl<W> PushReport<W> {
     /// An empty report.
     pub fn new() -> Self {
         Self {
@@ -23,13 +34,15 @@ impl<R> PushReport<R> {
         }
     }
 
-    /// Players whose queue went from empty to non-empty: wake their sessions.
-    pub fn wake(&self) -> &[R] {
+    /// Players whose queue went from empty to non-empty: wake their sessions (their waker is
+    /// [`LocalSource::waker`]).
+    pub fn wake(&self) -> &[ReaderKey] {
         &self.wake
     }
 
-    /// Players that fell behind too often and have been removed: close them.
-    pub fn disconnect(&self) -> &[R] {
+    /// Players that fell behind too often and have been removed, with the waker each was
+    /// added with: close them. Their keys no longer reach anything.
+    pub fn disconnect(&self) -> &[(ReaderKey, W)] {
         &self.disconnect
     }
 
@@ -39,88 +52,176 @@ impl<R> PushReport<R> {
     }
 }
 
-impl<R> Default for PushReport<R> {
+impl<W> Default for PushReport<W> {
     fn default() -> Self {
         Self::new()
     }
 }
 
+/// One slab slot. The generation lives outside the entry so it survives vacancy: it is bumped
+/// when the slot is vacated, so the next occupant gets a key no earlier one equals.
+#[derive(Debug)]
+struct Slot<W> {
+    generation: u32,
+    entry: Entry<W>,
+}
+
+#[derive(Debug)]
+enum Entry<W> {
+    Reader {
+        waker: W,
+        queue: ReaderQueue,
+    },
+    /// Part of the free list, whose head is [`LocalSource::free`].
+    Vacant {
+        next: Option<usize>,
+    },
+}
+
+impl<W> Slot<W> {
+    fn reader(&self, key: ReaderKey) -> Option<(&W, &ReaderQueue)> {
+        match &self.entry {
+            Entry::Reader { waker, queue } if self.generation == key.generation => {
+                Some((waker, queue))
+            }
+            _ => None,
+        }
+    }
+
+    /// Empties an occupied slot onto the free list, returning its waker.
+    fn vacate(&mut self, slot: usize, free: &mut Option<usize>) -> Option<W> {
+        if !matches!(self.entry, Entry::Reader { .. }) {
+            return None;
+        }
+        let previous = core::mem::replace(&mut self.entry, Entry::Vacant { next: *free });
+        self.generation = self.generation.wrapping_add(1);
+        *free = Some(slot);
+        match previous {
+            Entry::Reader { waker, .. } => Some(waker),
+            Entry::Vacant { .. } => None,
+        }
+    }
+}
+
 /// One live stream as seen by one worker: the GOP cache and a queue per local player.
 ///
-/// `R` is the runtime's player id (a session index, say). Players are few per worker, so they
-/// live in a `Vec` scanned linearly.
+/// Players live in a slab addressed by [`ReaderKey`], so popping, removing and looking up a
+/// player cost O(1) whatever their number, and a push visits each slot once. Slots of players
+/// that left are reused, so a steady audience allocates nothing. `W` is what the runtime
+/// attaches to each player, typically how to wake its session; the source only hands it back.
 #[derive(Debug)]
-pub struct LocalSource<R> {
+pub struct LocalSource<W = ()> {
     gop: GopCache,
     limits: ReaderLimits,
-    readers: Vec<(R, ReaderQueue)>,
+    slots: Vec<Slot<W>>,
+    /// The most recently vacated slot; each vacant slot links to the one vacated before it.
+    free: Option<usize>,
+    readers: usize,
     ended: bool,
 }
 
-impl<R: Copy + Eq> LocalSource<R> {
+impl<W> LocalSource<W> {
     /// A source with no media and no players yet.
     pub fn new(gop: GopConfig, limits: ReaderLimits) -> Self {
         Self {
             gop: GopCache::new(gop),
             limits,
-            readers: Vec::new(),
+            slots: Vec::new(),
+            free: None,
+            readers: 0,
             ended: false,
         }
     }
 
-    /// Adds a player, its queue seeded with the GOP snapshot so it starts at once at a
-    /// keyframe. Returns false (and changes nothing) if `id` is already a player.
-    pub fn add_reader(&mut self, id: R) -> bool {
-        if self.readers.iter().any(|(reader, _)| *reader == id) {
-            return false;
+    /// Adds a player that `waker` stands for, its queue seeded with the GOP snapshot so it
+    /// starts at once at a keyframe. Returns the key to pop its queue with.
+    pub fn add_reader(&mut self, waker: W) -> ReaderKey {
+        let entry = Entry::Reader {
+            waker,
+            queue: ReaderQueue::seeded(self.limits, self.gop.snapshot()),
+        };
+        self.readers += 1;
+        if let Some(slot) = self.free {
+            if let Some(vacant) = self.slots.get_mut(slot) {
+                if let Entry::Vacant { next } = vacant.entry {
+                    self.free = next;
+                    vacant.entry = entry;
+                    return ReaderKey {
+                        slot,
+                        generation: vacant.generation,
+                    };
+                }
+            }
         }
-        let queue = ReaderQueue::seeded(self.limits, self.gop.snapshot());
-        self.readers.push((id, queue));
-        true
+        let key = ReaderKey {
+            slot: self.slots.len(),
+            generation: 0,
+        };
+        self.slots.push(Slot {
+            generation: 0,
+            entry,
+        });
+        key
     }
 
-    /// Removes a player; false if it was not one.
-    pub fn remove_reader(&mut self, id: R) -> bool {
-        let before = self.readers.len();
-        self.readers.retain(|(reader, _)| *reader != id);
-        self.readers.len() != before
+    /// Removes a player, returning its waker; `None` if `key` is not (or no longer) a player.
+    pub fn remove_reader(&mut self, key: ReaderKey) -> Option<W> {
+        let slot = self.slots.get_mut(key.slot)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let waker = slot.vacate(key.slot, &mut self.free)?;
+        self.readers -= 1;
+        Some(waker)
     }
 
     /// Takes the publisher's next item: updates the GOP cache and queues the item for every
     /// player. `report` is cleared, then lists the players to wake and those removed for
     /// falling behind. Ignored once the source has ended.
-    pub fn push(&mut self, media: &Media, report: &mut PushReport<R>) {
+    pub fn push(&mut self, media: &Media, report: &mut PushReport<W>) {
         report.clear();
         if self.ended {
             return;
         }
         self.gop.push(media);
-        self.readers.retain_mut(|(id, queue)| {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Entry::Reader { queue, .. } = &mut slot.entry else {
+                continue;
+            };
+            let key = ReaderKey {
+                slot: index,
+                generation: slot.generation,
+            };
             let was_empty = queue.is_empty();
             match queue.push(media) {
                 PushOutcome::Disconnect => {
-                    report.disconnect.push(*id);
-                    false
+                    if let Some(waker) = slot.vacate(index, &mut self.free) {
+                        self.readers -= 1;
+                        report.disconnect.push((key, waker));
+                    }
                 }
                 _ => {
                     if was_empty && !queue.is_empty() {
-                        report.wake.push(*id);
+                        report.wake.push(key);
                     }
-                    true
                 }
             }
-        });
+        }
     }
 
-    /// The next item for player `id`. `None` when its queue is empty (or it is not a player);
-    /// then [`LocalSource::is_ended`] tells whether more will come.
-    pub fn pop(&mut self, id: R) -> Option<Media> {
-        self.queue_mut(id)?.pop()
+    /// The next item for player `key`. `None` when its queue is empty (or it is not a
+    /// player); then [`LocalSource::is_ended`] tells whether more will come.
+    pub fn pop(&mut self, key: ReaderKey) -> Option<Media> {
+        let slot = self.slots.get_mut(key.slot)?;
+        match &mut slot.entry {
+            Entry::Reader { queue, .. } if slot.generation == key.generation => queue.pop(),
+            _ => None,
+        }
     }
 
     /// Marks the stream as ended (the publisher stopped): players drain what is queued, then
     /// see `None` with `is_ended()` true. The runtime wakes every player in
-    /// [`LocalSource::reader_ids`] so they notice.
+    /// [`LocalSource::readers`] so they notice.
     pub fn end(&mut self) {
         self.ended = true;
     }
@@ -132,32 +233,39 @@ impl<R: Copy + Eq> LocalSource<R> {
 
     /// How many players this worker serves for the stream.
     pub fn reader_count(&self) -> usize {
-        self.readers.len()
-    }
-
-    /// The ids of this worker's players of the stream.
-    pub fn reader_ids(&self) -> impl Iterator<Item = R> + '_ {
-        self.readers.iter().map(|(id, _)| *id)
-    }
-
-    /// Player `id`'s queue.
-    pub fn queue(&self, id: R) -> Option<&ReaderQueue> {
         self.readers
+    }
+
+    /// This worker's players of the stream, with their wakers.
+    pub fn readers(&self) -> impl Iterator<Item = (ReaderKey, &W)> + '_ {
+        self.slots
             .iter()
-            .find(|(reader, _)| *reader == id)
-            .map(|(_, queue)| queue)
+            .enumerate()
+            .filter_map(|(index, slot)| match &slot.entry {
+                Entry::Reader { waker, .. } => Some((
+                    ReaderKey {
+                        slot: index,
+                        generation: slot.generation,
+                    },
+                    waker,
+                )),
+                Entry::Vacant { .. } => None,
+            })
+    }
+
+    /// The waker player `key` was added with.
+    pub fn waker(&self, key: ReaderKey) -> Option<&W> {
+        Some(self.slots.get(key.slot)?.reader(key)?.0)
+    }
+
+    /// Player `key`'s queue.
+    pub fn queue(&self, key: ReaderKey) -> Option<&ReaderQueue> {
+        Some(self.slots.get(key.slot)?.reader(key)?.1)
     }
 
     /// The GOP cache.
     pub fn gop(&self) -> &GopCache {
         &self.gop
-    }
-
-    fn queue_mut(&mut self, id: R) -> Option<&mut ReaderQueue> {
-        self.readers
-            .iter_mut()
-            .find(|(reader, _)| *reader == id)
-            .map(|(_, queue)| queue)
     }
 }
 
@@ -170,8 +278,8 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    fn drain(source: &mut LocalSource<u32>, id: u32) -> Vec<Media> {
-        core::iter::from_fn(|| source.pop(id)).collect()
+    fn drain<W>(source: &mut LocalSource<W>, key: ReaderKey) -> Vec<Media> {
+        core::iter::from_fn(|| source.pop(key)).collect()
     }
 
     #[test]
@@ -186,12 +294,12 @@ mod tests {
         ] {
             source.push(&item, &mut report);
         }
-        assert!(source.add_reader(7));
-        assert!(!source.add_reader(7));
+        let key = source.add_reader(7u32);
+        assert_eq!(source.waker(key), Some(&7));
         source.push(&audio(3, 5), &mut report);
         assert!(report.wake().is_empty(), "queue was already non-empty");
         assert_eq!(
-            drain(&mut source, 7),
+            drain(&mut source, key),
             vec![
                 video_config(1),
                 audio_config(),
@@ -201,23 +309,63 @@ mod tests {
             ]
         );
         source.push(&video(4, false, 10), &mut report);
-        assert_eq!(report.wake(), &[7]);
-        assert_eq!(source.pop(7), Some(video(4, false, 10)));
-        assert_eq!(source.pop(7), None);
-        assert_eq!(source.pop(8), None);
+        assert_eq!(report.wake(), &[key]);
+        assert_eq!(source.pop(key), Some(video(4, false, 10)));
+        assert_eq!(source.pop(key), None);
+    }
+
+    #[test]
+    fn stale_key_never_reaches_a_reused_slot() {
+        let mut source = LocalSource::new(GopConfig::default(), ReaderLimits::default());
+        let mut report = PushReport::new();
+        source.push(&video(1, true, 10), &mut report);
+        let gone = source.add_reader(1u32);
+        let kept = source.add_reader(2u32);
+        assert_ne!(gone, kept);
+        assert_eq!(source.remove_reader(gone), Some(1));
+        assert_eq!(source.remove_reader(gone), None);
+        let reused = source.add_reader(3u32);
+        assert_eq!(reused.slot, gone.slot, "the vacated slot is reused");
+        assert_ne!(reused, gone);
+        assert_eq!(source.pop(gone), None);
+        assert!(source.queue(gone).is_none());
+        assert_eq!(source.waker(gone), None);
+        assert_eq!(source.remove_reader(gone), None);
+        assert_eq!(source.reader_count(), 2);
+        assert_eq!(source.pop(reused), Some(video(1, true, 10)));
+        assert_eq!(source.pop(kept), Some(video(1, true, 10)));
+        assert_eq!(
+            source.readers().collect::<Vec<_>>(),
+            vec![(reused, &3), (kept, &2)]
+        );
+    }
+
+    #[test]
+    fn churn_reuses_slots_instead_of_growing() {
+        let mut source = LocalSource::new(GopConfig::default(), ReaderLimits::default());
+        let steady: Vec<ReaderKey> = (0..3).map(|_| source.add_reader(())).collect();
+        for _ in 0..1000 {
+            let a = source.add_reader(());
+            let b = source.add_reader(());
+            assert!(source.remove_reader(b).is_some());
+            assert!(source.remove_reader(a).is_some());
+        }
+        assert_eq!(source.slots.len(), 5);
+        assert_eq!(source.reader_count(), 3);
+        assert!(steady.iter().all(|key| source.queue(*key).is_some()));
     }
 
     #[test]
     fn end_lets_players_drain_then_reports_ended() {
         let mut source = LocalSource::new(GopConfig::default(), ReaderLimits::default());
         let mut report = PushReport::new();
-        source.add_reader(1);
+        let key = source.add_reader(());
         source.push(&video(1, true, 10), &mut report);
         source.end();
         source.push(&video(2, false, 10), &mut report);
         assert!(report.wake().is_empty());
-        assert_eq!(source.pop(1), Some(video(1, true, 10)));
-        assert_eq!(source.pop(1), None);
+        assert_eq!(source.pop(key), Some(video(1, true, 10)));
+        assert_eq!(source.pop(key), None);
         assert!(source.is_ended());
     }
 
@@ -230,16 +378,17 @@ mod tests {
         };
         let mut source = LocalSource::new(GopConfig::default(), limits);
         let mut report = PushReport::new();
-        source.add_reader(1);
-        source.add_reader(2);
+        let slow = source.add_reader(1u32);
+        let fast = source.add_reader(2u32);
         for seq in 0..3 {
             source.push(&video(seq, true, 1), &mut report);
-            drain(&mut source, 2);
+            drain(&mut source, fast);
         }
-        assert_eq!(report.disconnect(), &[1]);
-        assert_eq!(source.reader_ids().collect::<Vec<_>>(), vec![2]);
-        assert!(source.remove_reader(2));
-        assert!(!source.remove_reader(2));
+        assert_eq!(report.disconnect(), &[(slow, 1)]);
+        assert!(source.queue(slow).is_none());
+        assert_eq!(source.readers().collect::<Vec<_>>(), vec![(fast, &2)]);
+        assert_eq!(source.remove_reader(fast), Some(2));
+        assert_eq!(source.remove_reader(fast), None);
         assert_eq!(source.reader_count(), 0);
     }
 
@@ -373,7 +522,7 @@ mod tests {
             let mut drainer = LocalSource::new(gop, ReaderLimits {
                 max_items: 4, max_bytes: 1000, max_overflows: 1,
             });
-            drainer.add_reader(0u32);
+            let drain_key = drainer.add_reader(0u32);
 
             let prefix = if has_video {
                 vec![Item::VideoConfig(1), Item::Video { keyframe: true, size: 10 }]
@@ -386,6 +535,11 @@ mod tests {
             let mut video_ordinal: BTreeMap<i64, usize> = BTreeMap::new();
             let mut delivered: BTreeMap<u32, Delivered> = BTreeMap::new();
             delivered.insert(0, Delivered::default());
+            // The current key of each reader slot, the last key each slot had, and every key
+            // retired by a leave or a disconnect: none of those may reach a player again.
+            let mut keys: BTreeMap<u32, ReaderKey> = BTreeMap::new();
+            let mut retired: BTreeMap<u32, ReaderKey> = BTreeMap::new();
+            let mut stale: Vec<ReaderKey> = Vec::new();
             let mut seq = 0i64;
 
             for op in ops {
@@ -400,35 +554,77 @@ mod tests {
                             }
                         }
                         source.push(&media, &mut report);
-                        for id in report.disconnect() {
-                            prop_assert!(source.queue(*id).is_none());
+                        for (key, id) in report.disconnect() {
+                            prop_assert!(source.queue(*key).is_none());
+                            prop_assert_eq!(keys.remove(id), Some(*key));
+                            retired.insert(*id, *key);
+                            stale.push(*key);
                             delivered.remove(id);
+                        }
+                        for key in report.wake() {
+                            prop_assert!(source.queue(*key).is_some_and(|queue| !queue.is_empty()));
                         }
                         drainer.push(&media, &mut report);
                         prop_assert!(report.disconnect().is_empty());
-                        prop_assert_eq!(report.wake(), &[0]);
-                        while let Some(m) = drainer.pop(0) {
+                        prop_assert_eq!(report.wake(), &[drain_key]);
+                        while let Some(m) = drainer.pop(drain_key) {
                             deliver(0, m, &mut delivered, &video_ordinal)?;
                         }
                         published.push(media);
                     }
                     Op::Pop { reader, n } => {
-                        for _ in 0..n {
-                            match source.pop(reader as u32) {
-                                Some(m) => deliver(reader as u32, m, &mut delivered, &video_ordinal)?,
-                                None => break,
+                        let id = reader as u32;
+                        match keys.get(&id) {
+                            Some(key) => {
+                                for _ in 0..n {
+                                    match source.pop(*key) {
+                                        Some(m) => deliver(id, m, &mut delivered, &video_ordinal)?,
+                                        None => break,
+                                    }
+                                }
+                            }
+                            None => {
+                                if let Some(key) = retired.get(&id) {
+                                    prop_assert_eq!(source.pop(*key), None);
+                                }
                             }
                         }
                     }
                     Op::Join(reader) => {
-                        if source.add_reader(reader as u32) {
-                            delivered.insert(reader as u32, Delivered::default());
+                        let id = reader as u32;
+                        if let alloc::collections::btree_map::Entry::Vacant(slot) = keys.entry(id) {
+                            let key = source.add_reader(id);
+                            prop_assert!(!stale.contains(&key));
+                            slot.insert(key);
+                            delivered.insert(id, Delivered::default());
                         }
                     }
                     Op::Leave(reader) => {
-                        source.remove_reader(reader as u32);
-                        delivered.remove(&(reader as u32));
+                        let id = reader as u32;
+                        match keys.remove(&id) {
+                            Some(key) => {
+                                prop_assert_eq!(source.remove_reader(key), Some(id));
+                                retired.insert(id, key);
+                                stale.push(key);
+                            }
+                            None => {
+                                if let Some(key) = retired.get(&id) {
+                                    prop_assert_eq!(source.remove_reader(*key), None);
+                                }
+                            }
+                        }
+                        delivered.remove(&id);
                     }
+                }
+
+                // The slab agrees with the players the test believes in; stale keys miss.
+                prop_assert_eq!(source.reader_count(), keys.len());
+                let listed: BTreeMap<u32, ReaderKey> =
+                    source.readers().map(|(key, id)| (*id, key)).collect();
+                prop_assert_eq!(&listed, &keys);
+                for key in &stale {
+                    prop_assert!(source.queue(*key).is_none());
+                    prop_assert!(source.waker(*key).is_none());
                 }
 
                 // (a) memory bounds.
@@ -439,8 +635,8 @@ mod tests {
                 if let Some(first) = cache.frames().first() {
                     prop_assert!(first.kind() == MediaKind::Video && first.keyframe);
                 }
-                for id in source.reader_ids() {
-                    let queue = source.queue(id).unwrap();
+                for (key, _) in source.readers() {
+                    let queue = source.queue(key).unwrap();
                     prop_assert!(queue.len() <= limits.max_items);
                     prop_assert!(queue.bytes() <= limits.max_bytes);
                 }
