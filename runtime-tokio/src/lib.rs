@@ -1,91 +1,87 @@
-//! The tokio adapter: sockets, timers, threads and channels around `mediakit-core`.
+//! The tokio adapter: how mediakit's engine (in `mediakit-support`) runs on tokio.
 //!
-//! One OS thread per worker, each running a current-thread runtime; every worker binds its own
-//! `SO_REUSEPORT` listener for every protocol, so the kernel spreads connections and a session
-//! stays on the worker that accepted it for its whole life. Sessions on one worker share that
-//! worker's stream state through `Rc<RefCell<..>>` with no lock; workers talk through channels.
+//! Each worker thread runs a current-thread runtime with a `LocalSet`, so sessions are
+//! `!Send` and never move between threads. Everything else (workers, connections, fan-out,
+//! protocol logic) is shared with the async-std adapter.
 
-mod connection;
-mod fanout;
-mod shared;
-mod worker;
-
+use std::future::Future;
 use std::io;
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use mediakit_support::ServerConfig;
-use tokio::sync::{mpsc, watch};
+use bytes::BytesMut;
+use mediakit_core::OutQueue;
+use mediakit_support::engine::{Connection, Runtime};
+use mediakit_support::socket::send_queue;
+use socket2::SockRef;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::shared::Shared;
+pub use mediakit_support::engine::Server;
 
-/// A running server: its worker threads and the switch that stops them.
+/// Runs the engine on tokio current-thread runtimes.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl Runtime for Tokio {
+    type Listener = TcpListener;
+    type Stream = Stream;
+    type Sleep = tokio::time::Sleep;
+
+    fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        tokio::task::LocalSet::new().block_on(&runtime, main);
+        Ok(())
+    }
+
+    fn spawn_local(task: impl Future<Output = ()> + 'static) {
+        drop(tokio::task::spawn_local(task));
+    }
+
+    fn sleep_until(deadline: Instant) -> Self::Sleep {
+        tokio::time::sleep_until(deadline.into())
+    }
+
+    fn listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        TcpListener::from_std(listener)
+    }
+
+    async fn accept(listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
+        Ok((Stream(stream), peer))
+    }
+}
+
+/// A tokio TCP stream as the engine drives it.
 #[derive(Debug)]
-pub struct Server {
-    threads: Vec<JoinHandle<()>>,
-    stop: watch::Sender<bool>,
-}
+pub struct Stream(TcpStream);
 
-impl Server {
-    /// Binds every listener on every worker and starts the workers.
-    ///
-    /// Binding happens before any thread starts, so a port in use fails here, not in a thread.
-    pub fn start(config: ServerConfig) -> io::Result<Server> {
-        let workers = config.server.workers.max(1);
-        let mut listeners = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            listeners.push(worker::Listeners::bind(&config)?);
-        }
-        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| mpsc::channel(fanout::INBOX_CAPACITY))
-            .unzip();
-        let shared = Arc::new(Shared::new(config, senders));
-        let (stop, stopped) = watch::channel(false);
-        let mut threads = Vec::with_capacity(workers);
-        for (id, (listeners, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
-            let shared = Arc::clone(&shared);
-            let stopped = stopped.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("mediakit-worker-{id}"))
-                .spawn(move || worker::run(id, shared, listeners, inbox, stopped))?;
-            threads.push(thread);
-        }
-        Ok(Server { threads, stop })
+impl Connection for Stream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
     }
 
-    /// Stops accepting, closes every session and waits for the workers to finish.
-    pub fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_write_ready(cx)
     }
-}
 
-/// Blocks until Ctrl-C (SIGINT) or SIGTERM.
-pub fn wait_for_shutdown_signal() {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!("cannot wait for signals: {error}");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    fn try_read(&self, buffer: &mut BytesMut) -> io::Result<usize> {
+        buffer.reserve(16 * 1024);
+        self.0.try_read_buf(buffer)
+    }
+
+    fn try_send(&self, queue: &mut OutQueue, more: bool) -> io::Result<usize> {
+        // Through `try_io` so tokio clears its readiness when the send would block.
+        self.0.try_io(Interest::WRITABLE, || {
+            send_queue(SockRef::from(&self.0), queue, more)
+        })
+    }
+
+    fn socket(&self) -> SockRef<'_> {
+        SockRef::from(&self.0)
+    }
 }

@@ -453,7 +453,10 @@ impl RtmpClientSession {
                         .args
                         .iter()
                         .find_map(Amf0Value::as_number)
-                        .filter(|id| id.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(id))
+                        // A whole number in u32 range (checked by round trip: `f64::fract` needs std).
+                        .filter(|id| {
+                            (0.0..=f64::from(u32::MAX)).contains(id) && f64::from(*id as u32) == *id
+                        })
                         .ok_or(RtmpError::Protocol(
                             "createStream result without a stream id",
                         ))?;

@@ -32,7 +32,9 @@ pub trait Runtime: 'static {
     /// Registers a bound, non-blocking listener with this thread's reactor.
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
     /// Accepts the next connection.
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
 }
 
 /// What the engine does with a connected socket: readiness, non-blocking reads, and vectored

@@ -8,18 +8,18 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId, PushReport, ReaderKey};
+use mediakit_core::hub::{LocalSource, PublisherId, PushReport, ReaderKey, WaiterId};
 use mediakit_core::media::{Media, MediaKind};
-use tokio::sync::{mpsc::error::TrySendError, Notify};
 
-use crate::shared::SharedRef;
+use super::notify::LocalNotify;
+use super::shared::{ForwardError, Shared};
 
-/// Messages queued per worker inbox before the sender treats the worker as lagging.
-pub const INBOX_CAPACITY: usize = 4096;
+/// Forwarded media messages a worker may have queued before senders treat it as lagging.
+pub const INBOX_MEDIA_CAPACITY: usize = 4096;
 
-/// A stream's state on one worker: each player carries the `Notify` that wakes its session,
-/// so a push finds the sessions to wake in O(1) each.
-pub type SourceState = LocalSource<Rc<Notify>>;
+/// The core's per-stream state as a worker holds it: each player's slot carries the notify
+/// that wakes its connection.
+pub type SourceState = LocalSource<Rc<LocalNotify>>;
 
 /// What workers send each other.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub enum WorkerMsg {
         publication: PublisherId,
         from: usize,
     },
-    /// To a mirror: the items a new subscriber starts with (configs, metadata, GOP).
+    /// To a mirror: the items a (re)starting subscriber begins with: configs, metadata, GOP.
     Snapshot {
         publication: PublisherId,
         items: Vec<Media>,
@@ -46,9 +46,13 @@ pub enum WorkerMsg {
     },
     /// To a mirror: the publisher stopped, or never existed by the time we asked.
     Ended { publication: PublisherId },
+    /// A player waiting on this worker may find its stream live now.
+    WakeWaiter { waiter: WaiterId },
+    /// The server is shutting down.
+    Stop,
 }
 
-/// One worker's view of one live stream: the core's source state plus how to wake players.
+/// One worker's view of one live stream: the core's source state plus where to forward it.
 #[derive(Debug)]
 pub struct Source {
     pub publication: PublisherId,
@@ -57,14 +61,15 @@ pub struct Source {
     pub state: RefCell<SourceState>,
     /// At the origin: the other workers that receive this stream.
     remotes: RefCell<Vec<Remote>>,
-    report: RefCell<PushReport<Rc<Notify>>>,
+    report: RefCell<PushReport<Rc<LocalNotify>>>,
 }
 
 #[derive(Debug)]
 struct Remote {
     worker: usize,
-    /// The remote's inbox was full; resume it at the next keyframe so it sees a clean GOP.
-    lagging: bool,
+    /// The remote's inbox was full (or it has not had its snapshot yet): at the next point a
+    /// player can start from, it gets a fresh snapshot instead of the lone item.
+    needs_snapshot: bool,
 }
 
 impl Source {
@@ -78,9 +83,9 @@ impl Source {
         })
     }
 
-    /// Adds a player woken through `wake`; it starts from the GOP snapshot.
-    pub fn add_reader(&self, wake: Rc<Notify>) -> ReaderKey {
-        wake.notify_one();
+    /// Adds a player; it starts from the GOP snapshot, so it is woken at once.
+    pub fn add_reader(&self, wake: Rc<LocalNotify>) -> ReaderKey {
+        wake.notify();
         self.state.borrow_mut().add_reader(wake)
     }
 
@@ -93,65 +98,71 @@ impl Source {
     }
 
     /// Pushes one item to this worker's players and wakes those with something new. Players
-    /// that stayed too far behind are removed from the source and woken to find out.
+    /// that stayed too far behind are removed by the core and woken to find out.
     pub fn push_local(&self, media: &Media) {
         let mut report = self.report.borrow_mut();
         let mut state = self.state.borrow_mut();
         state.push(media, &mut report);
         for reader in report.wake() {
             if let Some(notify) = state.waker(*reader) {
-                notify.notify_one();
+                notify.notify();
             }
         }
         for (_, notify) in report.disconnect() {
-            notify.notify_one();
+            notify.notify();
         }
     }
 
     /// At the origin: pushes locally and forwards to every subscribed worker.
-    pub fn publish(&self, shared: &SharedRef, media: &Media) {
+    pub fn publish(&self, shared: &Shared, media: &Media) {
         self.push_local(media);
         let mut remotes = self.remotes.borrow_mut();
+        if remotes.is_empty() {
+            return;
+        }
+        let resync_point = self.is_resync_point(media);
         remotes.retain_mut(|remote| {
-            if remote.lagging && !starts_clean_gop(media) {
-                return true;
-            }
-            let Some(inbox) = shared.inboxes.get(remote.worker) else {
-                return false;
+            let message = if remote.needs_snapshot {
+                if !resync_point {
+                    return true;
+                }
+                WorkerMsg::Snapshot {
+                    publication: self.publication,
+                    items: self.snapshot(),
+                }
+            } else {
+                WorkerMsg::Media {
+                    publication: self.publication,
+                    media: media.clone(),
+                }
             };
-            let message = WorkerMsg::Media {
-                publication: self.publication,
-                media: media.clone(),
-            };
-            match inbox.try_send(message) {
+            match shared.forward_media(remote.worker, message) {
                 Ok(()) => {
-                    remote.lagging = false;
+                    remote.needs_snapshot = false;
                     true
                 }
-                Err(TrySendError::Full(_)) => {
-                    remote.lagging = true;
+                Err(ForwardError::Lagging) => {
+                    remote.needs_snapshot = true;
                     true
                 }
-                Err(TrySendError::Closed(_)) => false,
+                Err(ForwardError::Closed) => false,
             }
         });
     }
 
     /// At the origin: starts forwarding to `worker`, beginning with the snapshot.
-    pub fn subscribe(&self, shared: &SharedRef, worker: usize) {
-        let Some(inbox) = shared.inboxes.get(worker) else {
-            return;
+    pub fn subscribe(&self, shared: &Shared, worker: usize) {
+        let snapshot = WorkerMsg::Snapshot {
+            publication: self.publication,
+            items: self.snapshot(),
         };
-        let items = self.state.borrow().gop().snapshot().collect();
-        let lagging = inbox
-            .try_send(WorkerMsg::Snapshot {
-                publication: self.publication,
-                items,
-            })
-            .is_err();
+        let needs_snapshot = shared.forward_media(worker, snapshot).is_err();
         let mut remotes = self.remotes.borrow_mut();
         remotes.retain(|remote| remote.worker != worker);
-        remotes.push(Remote { worker, lagging });
+        remotes.push(Remote {
+            worker,
+            needs_snapshot,
+        });
     }
 
     pub fn unsubscribe(&self, worker: usize) {
@@ -161,33 +172,36 @@ impl Source {
     }
 
     /// The publisher stopped: players drain what they have, then see the end.
-    pub fn end(&self, shared: &SharedRef) {
+    pub fn end(&self, shared: &Shared) {
         let mut state = self.state.borrow_mut();
         state.end();
         for (_, notify) in state.readers() {
-            notify.notify_one();
+            notify.notify();
         }
         drop(state);
         for remote in self.remotes.borrow_mut().drain(..) {
-            if let Some(inbox) = shared.inboxes.get(remote.worker) {
-                let message = WorkerMsg::Ended {
+            shared.send(
+                remote.worker,
+                WorkerMsg::Ended {
                     publication: self.publication,
-                };
-                if let Err(TrySendError::Full(message)) = inbox.try_send(message) {
-                    // The end must arrive or that worker's players would wait forever; nothing
-                    // follows it for this publication, so waiting for room keeps the order.
-                    let inbox = inbox.clone();
-                    tokio::task::spawn_local(async move { inbox.send(message).await });
-                }
-            }
+                },
+            );
         }
     }
-}
 
-/// True for an item after which a lagging worker can resume without a broken GOP.
-fn starts_clean_gop(media: &Media) -> bool {
-    match media {
-        Media::Frame(frame) => frame.keyframe && frame.kind() == MediaKind::Video,
-        Media::Config(_) | Media::Metadata(_) => true,
+    fn snapshot(&self) -> Vec<Media> {
+        self.state.borrow().gop().snapshot().collect()
+    }
+
+    /// True after pushing an item a new player could start from: a video keyframe (or any
+    /// frame of an audio-only stream), so a resynced worker sees a clean GOP.
+    fn is_resync_point(&self, media: &Media) -> bool {
+        let Media::Frame(frame) = media else {
+            return false;
+        };
+        match frame.kind() {
+            MediaKind::Video => frame.keyframe,
+            MediaKind::Audio => !self.state.borrow().gop().has_video(),
+        }
     }
 }

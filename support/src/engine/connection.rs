@@ -1,0 +1,537 @@
+//! One connection from accept to close: reads into the core session, acts on its events
+//! against the hub, feeds players from their queue, and flushes output with vectored writes.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mediakit_core::http_flv::HttpFlvSession;
+use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
+use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
+use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
+
+use super::fanout::Source;
+use super::notify::LocalNotify;
+use super::runtime::{Connection as _, Runtime};
+use super::shared::PublisherHandle;
+use super::worker::Worker;
+use crate::logging::LogDecision;
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Rtmp,
+    Http,
+}
+
+/// Bytes a player may have queued in its session before we stop pulling from its hub queue:
+/// beyond this, the hub's bounded queue and slow-player policy take over.
+const PLAYER_HIGH_WATER: usize = 512 * 1024;
+/// Most unparsed input we hold for one connection.
+const MAX_PENDING_INPUT: usize = 1 << 20;
+
+pub async fn serve<R: Runtime>(
+    worker: Rc<Worker<R>>,
+    stream: R::Stream,
+    peer: SocketAddr,
+    protocol: Protocol,
+) {
+    let now = worker.shared.now();
+    match protocol {
+        Protocol::Rtmp => {
+            let rtmp = &worker.shared.config.rtmp;
+            let config = RtmpServerConfig {
+                chunk_size: rtmp.chunk_size,
+                max_message_len: rtmp.max_message_bytes,
+                setup_timeout_ms: rtmp.handshake_timeout_ms,
+                ..RtmpServerConfig::default()
+            };
+            let session = RtmpServerSession::new(config, now, random_seed(&peer));
+            drive(worker, stream, peer, "rtmp", session).await
+        }
+        Protocol::Http => drive(worker, stream, peer, "http", HttpFlvSession::new(now)).await,
+    }
+}
+
+/// Handshake randomness: the digest handshake needs unpredictable bytes but not secrecy, so a
+/// hash keyed by the std `RandomState` (random per process) of the peer and the time suffices.
+fn random_seed(peer: &SocketAddr) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(peer.to_string().as_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+/// What the connection is doing in the hub.
+enum Role {
+    Idle,
+    Publishing {
+        key: StreamKey,
+        id: PublisherId,
+        source: Rc<Source>,
+    },
+    Playing {
+        key: StreamKey,
+        reader: ReaderKey,
+        source: Rc<Source>,
+    },
+    Waiting {
+        key: StreamKey,
+        waiter: WaiterId,
+        deadline: Instant,
+    },
+}
+
+impl Role {
+    fn key(&self) -> Option<&StreamKey> {
+        match self {
+            Role::Idle => None,
+            Role::Publishing { key, .. }
+            | Role::Playing { key, .. }
+            | Role::Waiting { key, .. } => Some(key),
+        }
+    }
+}
+
+/// Why a connection ended, for its one log line.
+enum Ending {
+    Normal(&'static str),
+    Error(String),
+}
+
+/// What woke the connection.
+enum Wakeup {
+    Readable(io::Result<()>),
+    Writable(io::Result<()>),
+    Notified,
+    Deadline,
+}
+
+/// One connection's state between wake-ups.
+struct Conn<R: Runtime, S> {
+    worker: Rc<Worker<R>>,
+    session: S,
+    role: Role,
+    peer: SocketAddr,
+    proto: &'static str,
+    /// Wakes this connection: media for a player, its stream going live, shutdown.
+    wake: Rc<LocalNotify>,
+    closing: Option<Ending>,
+    /// The stream this connection last published or played, named in its close line.
+    stream_name: Option<StreamKey>,
+}
+
+async fn drive<R: Runtime, S: LiveSession>(
+    worker: Rc<Worker<R>>,
+    stream: R::Stream,
+    peer: SocketAddr,
+    proto: &'static str,
+    session: S,
+) {
+    let logged_connect = log_allowed(&worker);
+    if logged_connect {
+        tracing::info!(%peer, proto, worker = worker.id, "connected");
+    }
+    let wake = Rc::new(LocalNotify::new());
+    let connection_id = worker.register_connection(Rc::clone(&wake));
+    let mut conn = Conn {
+        worker: Rc::clone(&worker),
+        session,
+        role: Role::Idle,
+        peer,
+        proto,
+        wake,
+        closing: None,
+        stream_name: None,
+    };
+    let _ = stream.socket().set_nodelay(true);
+    let mut nodelay = true;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+
+    let ending = loop {
+        if worker.is_stopping() {
+            break Ending::Normal("server shutting down");
+        }
+        let more_media = conn.step();
+        if nodelay && conn.session.phase() == Phase::Media {
+            let _ = stream.socket().set_nodelay(false);
+            nodelay = false;
+        }
+        if let Err(error) = flush(&stream, &mut conn.session, more_media) {
+            break conn
+                .closing
+                .take()
+                .unwrap_or(Ending::Error(format!("write failed: {error}")));
+        }
+        if conn.closing.is_some() && conn.session.transmit().is_empty() {
+            break conn.closing.take().unwrap_or(Ending::Normal("closed"));
+        }
+
+        let want_write = !conn.session.transmit().is_empty();
+        let read_open = conn.closing.is_none() && input.len() < MAX_PENDING_INPUT;
+        let session_deadline = conn
+            .session
+            .poll_timeout()
+            .map(|at| worker.shared.instant_of(at));
+        let wait_deadline = match &conn.role {
+            Role::Waiting { deadline, .. } => Some(*deadline),
+            _ => None,
+        };
+        let deadline = match (session_deadline, wait_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut sleep = pin!(deadline.map(R::sleep_until));
+        let wake = Rc::clone(&conn.wake);
+        let wakeup = poll_fn(|cx| {
+            if read_open {
+                if let Poll::Ready(result) = stream.poll_readable(cx) {
+                    return Poll::Ready(Wakeup::Readable(result));
+                }
+            }
+            if want_write {
+                if let Poll::Ready(result) = stream.poll_writable(cx) {
+                    return Poll::Ready(Wakeup::Writable(result));
+                }
+            }
+            if wake.poll_notified(cx).is_ready() {
+                return Poll::Ready(Wakeup::Notified);
+            }
+            if let Some(sleep) = sleep.as_mut().as_pin_mut() {
+                if sleep.poll(cx).is_ready() {
+                    return Poll::Ready(Wakeup::Deadline);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+
+        match wakeup {
+            Wakeup::Readable(Err(error)) | Wakeup::Writable(Err(error)) => {
+                break Ending::Error(format!("socket error: {error}"));
+            }
+            Wakeup::Readable(Ok(())) => match stream.try_read(&mut input) {
+                Ok(0) => break conn.closing.take().unwrap_or(Ending::Normal("peer closed")),
+                Ok(_) => {
+                    if let Err(error) = conn.session.handle_input(worker.shared.now(), &mut input) {
+                        conn.closing = Some(Ending::Error(error.to_string()));
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => break Ending::Error(format!("read failed: {error}")),
+            },
+            Wakeup::Writable(Ok(())) => {}
+            Wakeup::Notified => conn.on_notified(),
+            Wakeup::Deadline => {
+                conn.session.handle_timeout(worker.shared.now());
+                if wait_deadline.is_some_and(|at| Instant::now() >= at) {
+                    conn.expire_wait();
+                }
+            }
+        }
+    };
+
+    conn.leave_role();
+    worker.forget_connection(connection_id);
+    // Connections that published or played always get their close line; the others (scans,
+    // garbage, failed handshakes) only within the per-worker rate limit.
+    let (peer, proto) = (conn.peer, conn.proto);
+    match (ending, &conn.stream_name) {
+        (Ending::Normal(reason), Some(stream)) => {
+            tracing::info!(%peer, proto, %stream, reason, "closed")
+        }
+        (Ending::Normal(reason), None) if logged_connect => {
+            tracing::info!(%peer, proto, reason, "closed")
+        }
+        (Ending::Normal(_), None) => {}
+        (Ending::Error(reason), Some(stream)) => {
+            tracing::warn!(%peer, proto, %stream, %reason, "closed")
+        }
+        (Ending::Error(reason), None) => {
+            if log_allowed(&worker) {
+                tracing::warn!(%peer, proto, %reason, "closed");
+            }
+        }
+    }
+}
+
+/// Rate-limits the lines of connections that never publish or play.
+fn log_allowed<R>(worker: &Worker<R>) -> bool {
+    match worker.log_limiter.borrow_mut().check(Instant::now()) {
+        LogDecision::Log { suppressed_before } => {
+            if suppressed_before > 0 {
+                tracing::warn!(
+                    worker = worker.id,
+                    suppressed = suppressed_before,
+                    "connection log lines suppressed"
+                );
+            }
+            true
+        }
+        LogDecision::Suppress => false,
+    }
+}
+
+/// Writes what the session has queued until done or the socket is full.
+fn flush<C: super::runtime::Connection, S: LiveSession>(
+    stream: &C,
+    session: &mut S,
+    more_media: bool,
+) -> io::Result<()> {
+    let media = session.phase() == Phase::Media;
+    while !session.transmit().is_empty() {
+        match stream.try_send(session.transmit(), media && more_media) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+impl<R: Runtime, S: LiveSession> Conn<R, S> {
+    /// Acts on everything the session has to say, then feeds a player (which may produce more
+    /// events, such as the close after an end of stream). Returns whether more media waits.
+    fn step(&mut self) -> bool {
+        let mut more_media = false;
+        for _ in 0..2 {
+            while let Some(event) = self.session.poll_event() {
+                self.on_event(event);
+                if let Some(key) = self.role.key() {
+                    if self.stream_name.as_ref() != Some(key) {
+                        self.stream_name = Some(key.clone());
+                    }
+                }
+            }
+            more_media = self.feed_player();
+        }
+        more_media
+    }
+
+    fn on_event(&mut self, event: SessionEvent) {
+        let (peer, proto) = (self.peer, self.proto);
+        match event {
+            SessionEvent::Media(media) => {
+                if let Role::Publishing { source, .. } = &self.role {
+                    source.publish(&self.worker.shared, &media);
+                }
+            }
+            SessionEvent::PublishRequested { app, stream } => {
+                let Ok(key) = StreamKey::parse(&app, &stream) else {
+                    tracing::warn!(%peer, proto, app, stream, "publish refused: bad stream name");
+                    self.session.reject(Rejection::BadName);
+                    return;
+                };
+                self.leave_role();
+                self.start_publish(key);
+            }
+            SessionEvent::PlayRequested { app, stream } => {
+                let Ok(key) = StreamKey::parse(&app, &stream) else {
+                    tracing::warn!(%peer, proto, app, stream, "play refused: bad stream name");
+                    self.session.reject(Rejection::BadName);
+                    return;
+                };
+                self.leave_role();
+                self.start_play(key);
+            }
+            SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
+            SessionEvent::Closed { reason } => {
+                self.closing.get_or_insert(Ending::Normal(reason));
+            }
+            _ => {}
+        }
+    }
+
+    fn start_publish(&mut self, key: StreamKey) {
+        let (peer, proto, worker) = (self.peer, self.proto, Rc::clone(&self.worker));
+        let shared = &worker.shared;
+        let mut control = shared.control();
+        match control.registry.publish(
+            key.clone(),
+            PublisherHandle { worker: worker.id },
+            shared.now(),
+        ) {
+            Ok((id, released)) => {
+                shared.wake_waiters(&mut control, released);
+                drop(control);
+                let source = Source::new(id, worker.id, worker.new_source_state());
+                worker.sources.borrow_mut().insert(id, Rc::clone(&source));
+                self.session.accept_publish();
+                tracing::info!(%peer, proto, stream = %key, "publishing");
+                self.role = Role::Publishing { key, id, source };
+            }
+            Err(error) => {
+                drop(control);
+                let why = match error {
+                    PublishError::AlreadyPublishing { .. } => Rejection::AlreadyPublishing,
+                    _ => Rejection::Unavailable,
+                };
+                tracing::warn!(%peer, proto, stream = %key, "publish refused: {error}");
+                self.session.reject(why);
+            }
+        }
+    }
+
+    /// Attaches to a live stream, or waits for it to be published.
+    fn start_play(&mut self, key: StreamKey) {
+        let wait_ms = self.worker.shared.hub.play_wait_ms;
+        if !self.attach_if_live(&key) {
+            self.wait_for(key, Instant::now() + Duration::from_millis(wait_ms));
+        }
+    }
+
+    /// Starts playing `key` if it is live; false if it is not.
+    fn attach_if_live(&mut self, key: &StreamKey) -> bool {
+        let live = self
+            .worker
+            .shared
+            .control()
+            .registry
+            .entry(key)
+            .map(|entry| (entry.publisher(), *entry.handle()));
+        let Some((id, handle)) = live else {
+            return false;
+        };
+        let source = self.worker.source_for_player(id, handle.worker);
+        let reader = source.add_reader(Rc::clone(&self.wake));
+        self.session.accept_play();
+        tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "playing");
+        self.role = Role::Playing {
+            key: key.clone(),
+            reader,
+            source,
+        };
+        true
+    }
+
+    /// Registers as a player waiting for `key` until `deadline`.
+    fn wait_for(&mut self, key: StreamKey, deadline: Instant) {
+        let (peer, proto) = (self.peer, self.proto);
+        let worker = Rc::clone(&self.worker);
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        let mut control = worker.shared.control();
+        match control
+            .registry
+            .wait_for(key.clone(), worker.shared.now(), remaining)
+        {
+            Ok(waiter) => {
+                control.waiters.insert(waiter, worker.id);
+                drop(control);
+                worker.wait_here(waiter, Rc::clone(&self.wake));
+                if matches!(self.role, Role::Idle) {
+                    tracing::info!(%peer, proto, stream = %key, wait_ms = remaining, "waiting for publisher");
+                }
+                self.role = Role::Waiting {
+                    key,
+                    waiter,
+                    deadline,
+                };
+            }
+            Err(error) => {
+                drop(control);
+                // Published between our look and our wait: play it.
+                if !self.attach_if_live(&key) {
+                    tracing::warn!(%peer, proto, stream = %key, "play refused: {error}");
+                    self.role = Role::Idle;
+                    self.session.reject(Rejection::Unavailable);
+                }
+            }
+        }
+    }
+
+    /// A wake-up while waiting: the stream may be live now.
+    fn on_notified(&mut self) {
+        let Role::Waiting { key, deadline, .. } = &self.role else {
+            return;
+        };
+        let (key, deadline) = (key.clone(), *deadline);
+        self.leave_role();
+        if !self.attach_if_live(&key) {
+            // Published and gone again before we looked: keep waiting until the deadline.
+            self.wait_for(key, deadline);
+        }
+    }
+
+    fn expire_wait(&mut self) {
+        let Role::Waiting { key, .. } = &self.role else {
+            return;
+        };
+        let key = key.clone();
+        self.leave_role();
+        if !self.attach_if_live(&key) {
+            tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "play refused: not published in time");
+            self.session.reject(Rejection::NotFound);
+        }
+    }
+
+    /// Moves media from the player's hub queue into the session, up to the high-water mark.
+    /// Returns whether more is waiting (so the write may carry MSG_MORE).
+    fn feed_player(&mut self) -> bool {
+        let Role::Playing {
+            key,
+            reader,
+            source,
+        } = &self.role
+        else {
+            return false;
+        };
+        loop {
+            if self.session.transmit().queued_bytes() >= PLAYER_HIGH_WATER {
+                return true;
+            }
+            let next = source.state.borrow_mut().pop(*reader);
+            match next {
+                Some(media) => self.session.send_media(&media),
+                None => break,
+            }
+        }
+        let state = source.state.borrow();
+        if state.queue(*reader).is_none() {
+            drop(state);
+            tracing::warn!(peer = %self.peer, proto = self.proto, stream = %key, "player too slow: disconnected");
+            self.closing
+                .get_or_insert(Ending::Error("player too slow".into()));
+            self.role = Role::Idle;
+        } else if state.is_ended() {
+            drop(state);
+            tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "stream ended");
+            self.session.end_of_stream();
+            self.leave_role();
+        }
+        false
+    }
+
+    /// Leaves whatever the connection was doing in the hub.
+    fn leave_role(&mut self) {
+        let worker = &self.worker;
+        match std::mem::replace(&mut self.role, Role::Idle) {
+            Role::Idle => {}
+            Role::Publishing { key, id, source } => {
+                worker.shared.control().registry.unpublish(&key, id);
+                worker.sources.borrow_mut().remove(&id);
+                source.end(&worker.shared);
+                tracing::info!(stream = %key, "unpublished");
+            }
+            Role::Playing { reader, source, .. } => worker.release_player(&source, reader),
+            Role::Waiting { waiter, .. } => {
+                let mut control = worker.shared.control();
+                control.registry.cancel_wait(waiter);
+                control.waiters.remove(&waiter);
+                drop(control);
+                worker.stop_waiting(waiter);
+            }
+        }
+    }
+}
