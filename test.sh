@@ -21,7 +21,7 @@ echo "== no_std build of mediakit-core"
 cargo build --manifest-path nostd-check/Cargo.toml --quiet
 
 echo "== release build of the server binaries"
-cargo build --release --locked -p mediakit-tokio
+cargo build --release --locked -p mediakit-tokio -p mediakit-async-std
 
 echo "== workspace tests (unit, property, conformance)"
 cargo test --workspace --locked

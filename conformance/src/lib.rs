@@ -2,8 +2,8 @@
 //! on free loopback ports, and reading what ffprobe says about a stream.
 //!
 //! Live tests run against every server binary named in `MEDIAKIT_SERVER_BINS` (paths separated
-//! by `:`), by default the release `mediakit` binary of this workspace, which the test command
-//! builds first.
+//! by `:`), by default the release `mediakit` (tokio) and `mediakit-async-std` binaries of
+//! this workspace, which the test command builds first.
 
 pub mod media;
 pub mod probe;

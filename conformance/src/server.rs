@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The server binaries the live suite runs against.
+/// The server binaries the live suite runs against: both runtimes' release builds, or the
+/// paths in `MEDIAKIT_SERVER_BINS` (separated by `:`).
 pub fn server_binaries() -> Vec<PathBuf> {
     if let Ok(list) = std::env::var("MEDIAKIT_SERVER_BINS") {
         return list
@@ -19,13 +20,19 @@ pub fn server_binaries() -> Vec<PathBuf> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| crate::workspace_root().join("target"));
-    let release = target.join("release").join("mediakit");
-    assert!(
-        release.exists(),
-        "{} is missing: build it with `cargo build --release -p mediakit-tokio` or set MEDIAKIT_SERVER_BINS",
-        release.display()
-    );
-    vec![release]
+    // Every live test runs against every runtime's server: same flags, same behaviour.
+    ["mediakit", "mediakit-async-std"]
+        .iter()
+        .map(|name| {
+            let binary = target.join("release").join(name);
+            assert!(
+                binary.exists(),
+                "{} is missing: build it with `cargo build --release -p mediakit-tokio -p mediakit-async-std` or set MEDIAKIT_SERVER_BINS",
+                binary.display()
+            );
+            binary
+        })
+        .collect()
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the small race is acceptable in tests).
