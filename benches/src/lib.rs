@@ -11,6 +11,8 @@ use mediakit_core::flv::{tag_body, TagType};
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, Media, TrackConfig};
 use mediakit_core::rtmp::MessageHeader;
 
+pub mod load;
+
 /// Size of an IDR frame in the GOP.
 pub const IDR_FRAME_SIZE: usize = 200_000;
 /// Size of every fourth P-frame.
