@@ -53,8 +53,8 @@ struct Parsed {
 ///
 /// Input is untrusted: declared lengths are checked against `max_message_len` before any buffer
 /// is set aside for them, a partly received message grows only with the bytes actually received,
-/// and at most a bounded number of chunk streams keep state. The peer can make the decoder hold
-/// at most `max_chunk_streams * max_message_len` bytes of partial messages.
+/// and at most a bounded number of chunk streams keep state. Partial messages on all chunk
+/// streams together are bounded by twice `max_message_len`.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     chunk_size: u32,
@@ -133,10 +133,36 @@ impl ChunkDecoder {
             let Some(parsed) = self.parse_chunk(input)? else {
                 return Ok(None);
             };
+            self.check_reassembly_room(&parsed)?;
             if let Some(message) = self.commit(parsed, input) {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// Partial messages on all chunk streams together may hold at most twice the largest
+    /// message: room for one maximal message with others interleaved, while a peer that starts
+    /// many large messages at once cannot make one connection hold `streams * max` bytes.
+    fn check_reassembly_room(&self, parsed: &Parsed) -> Result<(), ChunkError> {
+        let whole_in_one_chunk = parsed.payload_len == parsed.length as usize
+            && !self
+                .find(parsed.csid)
+                .and_then(|i| self.streams.get(i))
+                .is_some_and(|s| s.in_progress);
+        if whole_in_one_chunk {
+            return Ok(());
+        }
+        let pending: usize =
+            self.streams.iter().map(|s| s.partial.len()).sum::<usize>() + parsed.payload_len;
+        let max = (self.max_message_len as usize).saturating_mul(2);
+        if pending > max {
+            return Err(ChunkError::ReassemblyTooLarge {
+                pending,
+                max,
+                offset: self.consumed,
+            });
+        }
+        Ok(())
     }
 
     fn find(&self, csid: u32) -> Option<usize> {

@@ -71,6 +71,16 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChunkError {
+    /// Partial messages across chunk streams would exceed the per-connection bound.
+    #[error("partial messages would hold {pending} bytes (at most {max}) at byte {offset}")]
+    ReassemblyTooLarge {
+        /// Bytes the partial messages would hold.
+        pending: usize,
+        /// The bound: twice the largest message.
+        max: usize,
+        /// Stream offset of the chunk.
+        offset: u64,
+    },
     /// A message header declared a length above the configured maximum.
     #[error("chunk stream {csid}: message length {length} exceeds the limit {max} (chunk at byte {offset})")]
     MessageTooLong {

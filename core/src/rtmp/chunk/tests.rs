@@ -739,3 +739,27 @@ fn corpus_streams_decode() {
         assert!(messages.len() >= 3, "{name}");
     }
 }
+
+#[test]
+fn many_large_partial_messages_hit_the_connection_bound() {
+    // Ten chunk streams each start a 60 KB message in a 50 KB chunk and never finish it: with
+    // a 64 KiB message limit the decoder refuses before holding two messages' worth.
+    let max_message = 64 * 1024;
+    let mut decoder = ChunkDecoder::new(max_message);
+    decoder.set_chunk_size(50_000).unwrap();
+    let length: u32 = 60_000;
+    let mut input = BytesMut::new();
+    for csid in 3..13u8 {
+        input.extend_from_slice(&[csid, 0, 0, 0]);
+        input.extend_from_slice(&length.to_be_bytes()[1..]);
+        input.extend_from_slice(&[9, 1, 0, 0, 0]);
+        input.extend_from_slice(&vec![0u8; 50_000]);
+    }
+    match decoder.decode(&mut input) {
+        Err(ChunkError::ReassemblyTooLarge { max, pending, .. }) => {
+            assert_eq!(max, 2 * max_message as usize);
+            assert!(pending > max);
+        }
+        other => panic!("expected the reassembly bound, got {other:?}"),
+    }
+}
