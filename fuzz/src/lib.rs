@@ -13,6 +13,7 @@ pub use targets::rtmp_chunk::rtmp_chunk;
 pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
+pub use targets::rtsp_message::rtsp_message;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -23,6 +24,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtmp_client", rtmp_client),
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
+    ("rtsp_message", rtsp_message),
 ];
 
 /// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores

@@ -5,3 +5,4 @@ pub mod rtmp_chunk;
 pub mod rtmp_client;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
+pub mod rtsp_message;
