@@ -250,6 +250,13 @@ impl Headers {
     }
 }
 
+fn write_message(out: &mut BytesMut, start_line: &str, headers: &Headers, body: &[u8]) {
+    out.reserve(start_line.len() + 256 + body.len());
+    out.put_slice(start_line.as_bytes());
+    headers.write(out, body.len());
+    out.put_slice(body);
+}
+
 fn sanitize(text: &str) -> String {
     text.chars()
         .filter(|c| *c == '\t' || !c.is_control())
@@ -313,10 +320,7 @@ impl Request {
             "{} {} RTSP/{}.{}\r\n",
             self.method, self.uri, self.version.major, self.version.minor
         );
-        out.reserve(line.len() + 256 + self.body.len());
-        out.put_slice(line.as_bytes());
-        self.headers.write(out, self.body.len());
-        out.put_slice(&self.body);
+        write_message(out, &line, &self.headers, &self.body);
     }
 }
 
@@ -385,10 +389,7 @@ impl Response {
             "RTSP/{}.{} {:03} {}\r\n",
             self.version.major, self.version.minor, self.status, self.reason
         );
-        out.reserve(line.len() + 256 + self.body.len());
-        out.put_slice(line.as_bytes());
-        self.headers.write(out, self.body.len());
-        out.put_slice(&self.body);
+        write_message(out, &line, &self.headers, &self.body);
     }
 }
 
