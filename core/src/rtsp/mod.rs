@@ -3,5 +3,7 @@
 //! top of these pieces.
 
 pub mod message;
+pub mod transport;
 
 pub use message::{Headers, Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
+pub use transport::{LowerTransport, Npt, NptRange, RtpInfo, Transport, TransportMode};
