@@ -100,6 +100,7 @@ pub mod media;
 pub mod outq;
 pub mod rtmp;
 pub mod rtsp;
+pub mod sdp;
 pub mod session;
 pub mod time;
 pub mod wire;
