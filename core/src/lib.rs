@@ -98,6 +98,7 @@ pub mod http_flv;
 pub mod hub;
 pub mod media;
 pub mod outq;
+pub mod rtcp;
 pub mod rtmp;
 pub mod rtsp;
 pub mod sdp;
