@@ -9,20 +9,26 @@ mod targets;
 pub use targets::amf0::amf0;
 pub use targets::flv_demux::flv_demux;
 pub use targets::http_request::http_request;
+pub use targets::rtcp::rtcp;
 pub use targets::rtmp_chunk::rtmp_chunk;
 pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
+pub use targets::rtsp_message::rtsp_message;
+pub use targets::sdp::sdp;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("amf0", amf0),
     ("flv_demux", flv_demux),
     ("http_request", http_request),
+    ("rtcp", rtcp),
     ("rtmp_chunk", rtmp_chunk),
     ("rtmp_client", rtmp_client),
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
+    ("rtsp_message", rtsp_message),
+    ("sdp", sdp),
 ];
 
 /// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores
