@@ -5,6 +5,7 @@
 //! by `:`), by default the release `mediakit` (tokio) and `mediakit-async-std` binaries of
 //! this workspace, which the test command builds first.
 
+pub mod check;
 pub mod media;
 pub mod probe;
 pub mod server;
