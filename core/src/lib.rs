@@ -99,6 +99,7 @@ pub mod hub;
 pub mod media;
 pub mod outq;
 pub mod rtmp;
+pub mod rtp;
 pub mod session;
 pub mod time;
 pub mod wire;
