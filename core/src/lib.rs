@@ -100,6 +100,7 @@ pub mod media;
 pub mod outq;
 pub mod rtcp;
 pub mod rtmp;
+pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod session;
