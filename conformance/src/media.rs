@@ -26,6 +26,9 @@ pub enum Clip {
     VideoOnly,
     /// AAC only.
     AudioOnly,
+    /// H.264 without B-frames + AAC, as IP cameras send it: RTP carries presentation time
+    /// only, so over RTSP pts is the only timestamp and this clip has dts == pts.
+    Camera,
 }
 
 /// Clip length in seconds.
@@ -46,6 +49,7 @@ impl Clip {
             Clip::AudioVideo => "h264_aac",
             Clip::VideoOnly => "video_only",
             Clip::AudioOnly => "audio_only",
+            Clip::Camera => "camera_h264_aac",
         }
     }
 
@@ -53,10 +57,12 @@ impl Clip {
         static AV: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         static V: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         static A: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
+        static CAMERA: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         match self {
             Clip::AudioVideo => &AV,
             Clip::VideoOnly => &V,
             Clip::AudioOnly => &A,
+            Clip::Camera => &CAMERA,
         }
     }
 
@@ -103,7 +109,8 @@ pub fn encode_args(clip: Clip, seconds: u32) -> Vec<String> {
     if video {
         // ultrafast turns B-frames off; bframes=2 turns them back on (checked: pts != dts).
         // keyint = min-keyint = 25 and no scenecut: exactly one keyframe per second.
-        let x264 = format!("bframes=2:keyint={FPS}:min-keyint={FPS}:scenecut=0");
+        let bframes = if clip == Clip::Camera { 0 } else { 2 };
+        let x264 = format!("bframes={bframes}:keyint={FPS}:min-keyint={FPS}:scenecut=0");
         args.extend(
             [
                 "-c:v",
@@ -175,22 +182,36 @@ fn ensure_clip(clip: Clip) -> PathBuf {
     path
 }
 
+/// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) over RTSP with TCP
+/// interleaved transport (`ffmpeg -f rtsp -rtsp_transport tcp`).
+pub fn publish_rtsp(clip: Clip, url: &str) -> Proc {
+    publish_as(clip, url, &[], &["-f", "rtsp", "-rtsp_transport", "tcp"])
+}
+
 /// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) to `url` (RTMP).
 ///
 /// `input_options` go before `-i` (e.g. `["-t", "2"]` to publish only the first two seconds).
 pub fn publish(clip: Clip, url: &str, input_options: &[&str]) -> Proc {
+    publish_as(clip, url, input_options, &["-f", "flv"])
+}
+
+/// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) to `url`, with the output
+/// format options given (e.g. `["-f", "rtsp", "-rtsp_transport", "tcp"]`).
+pub fn publish_as(clip: Clip, url: &str, input_options: &[&str], output_format: &[&str]) -> Proc {
     let path = clip.path();
     let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error", "-re"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     args.extend(input_options.iter().map(|s| s.to_string()));
-    args.extend(["-i".into(), path.to_string_lossy().into_owned()]);
-    args.extend(
-        ["-c", "copy", "-f", "flv", url]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    args.extend([
+        "-i".into(),
+        path.to_string_lossy().into_owned(),
+        "-c".into(),
+        "copy".into(),
+    ]);
+    args.extend(output_format.iter().map(|s| s.to_string()));
+    args.push(url.to_string());
     Proc::spawn("ffmpeg", &args)
 }
 
@@ -274,5 +295,14 @@ mod tests {
             decode.audio_frames,
             clip.source().of(StreamKind::Audio).len() as u64
         );
+    }
+
+    #[test]
+    fn camera_clip_has_no_b_frames() {
+        let source = Clip::Camera.source();
+        let video = source.of(StreamKind::Video);
+        assert_eq!(video.len(), (FPS * CLIP_SECONDS) as usize);
+        assert!(video.iter().all(|p| p.dts_ms == p.pts_ms), "dts == pts on every frame");
+        assert!(!source.of(StreamKind::Audio).is_empty());
     }
 }
