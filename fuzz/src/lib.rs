@@ -13,6 +13,9 @@ pub use targets::rtmp_chunk::rtmp_chunk;
 pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
+pub use targets::rtp_aac::rtp_aac;
+pub use targets::rtp_h264::rtp_h264;
+pub use targets::rtp_h265::rtp_h265;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -23,6 +26,9 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtmp_client", rtmp_client),
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
+    ("rtp_aac", rtp_aac),
+    ("rtp_h264", rtp_h264),
+    ("rtp_h265", rtp_h265),
 ];
 
 /// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores

@@ -5,3 +5,6 @@ pub mod rtmp_chunk;
 pub mod rtmp_client;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
+pub mod rtp_aac;
+pub mod rtp_h264;
+pub mod rtp_h265;
