@@ -302,7 +302,10 @@ mod tests {
         let source = Clip::Camera.source();
         let video = source.of(StreamKind::Video);
         assert_eq!(video.len(), (FPS * CLIP_SECONDS) as usize);
-        assert!(video.iter().all(|p| p.dts_ms == p.pts_ms), "dts == pts on every frame");
+        assert!(
+            video.iter().all(|p| p.dts_ms == p.pts_ms),
+            "dts == pts on every frame"
+        );
         assert!(!source.of(StreamKind::Audio).is_empty());
     }
 }

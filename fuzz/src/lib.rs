@@ -16,6 +16,9 @@ pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
 pub use targets::rtsp_message::rtsp_message;
 pub use targets::sdp::sdp;
+pub use targets::rtp_aac::rtp_aac;
+pub use targets::rtp_h264::rtp_h264;
+pub use targets::rtp_h265::rtp_h265;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -29,6 +32,9 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtmp_session", rtmp_session),
     ("rtsp_message", rtsp_message),
     ("sdp", sdp),
+    ("rtp_aac", rtp_aac),
+    ("rtp_h264", rtp_h264),
+    ("rtp_h265", rtp_h265),
 ];
 
 /// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores

@@ -204,7 +204,9 @@ impl AacDepacketizer {
                 what: "AAC access unit",
                 offset: reader.offset(),
             })?;
-            self.emit(timestamp.wrapping_add(step), payload.slice(range));
+            if !range.is_empty() {
+                self.emit(timestamp.wrapping_add(step), payload.slice(range));
+            }
             step = step.wrapping_add(SAMPLES_PER_FRAME);
         }
         Ok(())

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::smallvec;
 
-use super::nal::{aggregated_units, NalFormat, ParameterSetKind, PayloadUnits};
+use super::nal::{aggregated_units, fragment, NalFormat, ParameterSetKind, PayloadUnits};
 use super::{NalDepacketizer, NalPacketizer, RtpError};
 use crate::media::avc::{NAL_IDR, NAL_PPS, NAL_SPS};
 use crate::media::{AvcConfig, Codec};
@@ -74,6 +74,11 @@ impl NalFormat for H264 {
         }
     }
 
+    fn is_single_nal(nal: &[u8]) -> bool {
+        nal.first()
+            .is_some_and(|&h| (1..=SINGLE_NAL_MAX).contains(&nal_type(h)))
+    }
+
     fn write_aggregation_header(nals: &[Bytes], out: &mut BytesMut) {
         // F is the OR and NRI the maximum of the aggregated units' (§5.7.1).
         let (f, nri) = nals
@@ -100,7 +105,7 @@ impl NalFormat for H264 {
         };
         match nal_type(first) {
             1..=SINGLE_NAL_MAX => Ok(PayloadUnits::Whole(smallvec![0..payload.len()])),
-            STAP_A => aggregated_units(payload, 1, "H.264 STAP-A"),
+            STAP_A => aggregated_units::<Self>(payload, "H.264 STAP-A"),
             FU_A => {
                 let Some(&fu) = payload.get(1) else {
                     return Err(RtpError::Truncated {
@@ -108,12 +113,8 @@ impl NalFormat for H264 {
                         offset: 1,
                     });
                 };
-                Ok(PayloadUnits::Fragment {
-                    start: fu & 0x80 != 0,
-                    end: fu & 0x40 != 0,
-                    nal_header: [(first & 0xe0) | nal_type(fu), 0],
-                    data: 2..payload.len(),
-                })
+                let header = (first & 0xe0) | nal_type(fu);
+                fragment::<Self>(fu, [header, 0], 2..payload.len(), "H.264 FU-A")
             }
             packet_type @ (STAP_B | MTAP16 | MTAP24 | FU_B) => Err(RtpError::Unsupported {
                 what: Self::NAME,
@@ -232,7 +233,9 @@ mod tests {
     #[test]
     fn malformed_payloads_are_errors_and_recovery_follows() {
         let mut depacketizer = H264Depacketizer::new(&DepacketizerConfig::default());
-        let bad: [&[u8]; 6] = [
+        let bad: [&[u8]; 8] = [
+            &[0x78, 0, 1, 0x78], // STAP-A inside STAP-A
+            &[0x7c, 0x9c, 0x01], // FU-A of an FU-A
             &[],
             &[0x78, 0, 9, 0x67], // STAP-A size past the end
             &[0x7c],             // FU-A without its header
@@ -247,11 +250,28 @@ mod tests {
         assert_eq!(depacketizer.pull(), None);
         // An FU-A middle piece with no start is dropped silently.
         depacketizer
-            .push(rtp(6, 100, true, &[0x7c, 0x45, 1]))
+            .push(rtp(8, 100, true, &[0x7c, 0x45, 1]))
             .unwrap();
         assert_eq!(depacketizer.pull(), None);
-        depacketizer.push(rtp(7, 200, true, &[0x65, 0x88])).unwrap();
+        depacketizer.push(rtp(9, 200, true, &[0x65, 0x88])).unwrap();
         assert!(depacketizer.pull().unwrap().keyframe);
+    }
+
+    #[test]
+    fn the_start_fragment_decides_the_nal_type() {
+        let mut depacketizer = H264Depacketizer::new(&DepacketizerConfig::default());
+        depacketizer.push(rtp(0, 0, true, &[0x65, 0x88])).unwrap();
+        assert!(depacketizer.pull().unwrap().keyframe);
+        // A non-IDR slice whose end piece claims to be IDR.
+        depacketizer
+            .push(rtp(1, 90, false, &[0x5c, 0x81, 0x9a]))
+            .unwrap();
+        depacketizer
+            .push(rtp(2, 90, true, &[0x5c, 0x45, 0x01]))
+            .unwrap();
+        let frame = depacketizer.pull().unwrap();
+        assert!(!frame.keyframe);
+        assert_eq!(frame.payload, length_prefixed(&[&[0x41, 0x9a, 0x01]]));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::smallvec;
 
-use super::nal::{aggregated_units, NalFormat, ParameterSetKind, PayloadUnits};
+use super::nal::{aggregated_units, fragment, NalFormat, ParameterSetKind, PayloadUnits};
 use super::{NalDepacketizer, NalPacketizer, RtpError};
 use crate::media::hevc::{is_irap, nal_type, NAL_PPS, NAL_SPS, NAL_VPS};
 use crate::media::{Codec, HevcConfig};
 
+/// NAL unit types up to this travel as they are; the higher ones are RTP packet types.
+pub const SINGLE_NAL_MAX: u8 = 47;
 /// Aggregation packet type (RFC 7798 §4.4.2).
 pub const AP: u8 = 48;
 /// Fragmentation unit type (§4.4.3).
@@ -68,6 +70,10 @@ impl NalFormat for H265 {
         }
     }
 
+    fn is_single_nal(nal: &[u8]) -> bool {
+        nal.len() >= 2 && type_of(nal) <= SINGLE_NAL_MAX
+    }
+
     fn write_aggregation_header(nals: &[Bytes], out: &mut BytesMut) {
         // F is the OR, LayerId and TID the lowest of the aggregated units' (§4.4.2).
         let (mut f, mut layer, mut tid) = (0u8, u8::MAX, u8::MAX);
@@ -108,8 +114,8 @@ impl NalFormat for H265 {
             }
         };
         match nal_type(first) {
-            0..=47 => Ok(PayloadUnits::Whole(smallvec![0..payload.len()])),
-            AP => aggregated_units(payload, 2, "H.265 AP"),
+            0..=SINGLE_NAL_MAX => Ok(PayloadUnits::Whole(smallvec![0..payload.len()])),
+            AP => aggregated_units::<Self>(payload, "H.265 AP"),
             FU => {
                 let Some(&fu) = payload.get(2) else {
                     return Err(RtpError::Truncated {
@@ -117,12 +123,8 @@ impl NalFormat for H265 {
                         offset: 2,
                     });
                 };
-                Ok(PayloadUnits::Fragment {
-                    start: fu & 0x80 != 0,
-                    end: fu & 0x40 != 0,
-                    nal_header: [(first & 0x81) | ((fu & 0x3f) << 1), second],
-                    data: 3..payload.len(),
-                })
+                let header = [(first & 0x81) | ((fu & 0x3f) << 1), second];
+                fragment::<Self>(fu, header, 3..payload.len(), "H.265 FU")
             }
             PACI => Err(RtpError::Unsupported {
                 what: Self::NAME,

@@ -73,6 +73,9 @@ pub trait NalFormat: core::fmt::Debug {
     /// A looser [`NalFormat::begins_access_unit`] for streams without in-band parameter sets:
     /// also SEI and the first slice of a picture (needs the first byte after the header).
     fn may_begin_access_unit(nal: &[u8]) -> bool;
+    /// Whether a NAL unit of this header can travel in a single NAL unit packet: its type is
+    /// not one the payload format reserves, and the header is whole.
+    fn is_single_nal(nal: &[u8]) -> bool;
     /// Writes an aggregation packet's payload header for these NAL units.
     fn write_aggregation_header(nals: &[Bytes], out: &mut BytesMut);
     /// Writes the fragmentation headers for a piece of the NAL unit with this header.
@@ -81,31 +84,50 @@ pub trait NalFormat: core::fmt::Debug {
     fn parse_payload(payload: &[u8]) -> Result<PayloadUnits, RtpError>;
 }
 
-/// Reads the 16-bit-size-prefixed NAL units of an aggregation packet after its `header_len`
-/// header bytes (no DON fields: `sprop-max-don-diff` 0 / packetization-mode 1).
-pub(crate) fn aggregated_units(
+/// Reads the 16-bit-size-prefixed NAL units of an aggregation packet after its header (no
+/// DON fields: `sprop-max-don-diff` 0 / packetization-mode 1). Each unit must be one that
+/// could travel alone (no aggregation packet inside another).
+pub(crate) fn aggregated_units<F: NalFormat>(
     payload: &[u8],
-    header_len: usize,
     what: &'static str,
 ) -> Result<PayloadUnits, RtpError> {
     let mut reader = crate::wire::Reader::new(payload);
     let mut units = SmallVec::new();
-    reader.skip(header_len).ok_or(RtpError::Truncated {
-        what,
-        offset: payload.len(),
-    })?;
-    while !reader.is_empty() {
-        let truncated = RtpError::Truncated {
+    reader
+        .skip(F::AGGREGATION_HEADER_LEN)
+        .ok_or(RtpError::Truncated {
             what,
-            offset: reader.offset(),
-        };
+            offset: payload.len(),
+        })?;
+    while !reader.is_empty() {
+        let offset = reader.offset();
+        let truncated = RtpError::Truncated { what, offset };
         let len = usize::from(reader.u16_be().ok_or(truncated.clone())?);
         let range = reader.take_range(len).ok_or(truncated)?;
-        if !range.is_empty() {
-            units.push(range);
+        if !F::is_single_nal(payload.get(range.clone()).unwrap_or_default()) {
+            return Err(RtpError::Invalid { what, offset });
         }
+        units.push(range);
     }
     Ok(PayloadUnits::Whole(units))
+}
+
+/// Checks a fragmentation unit's rebuilt NAL unit header and wraps it up.
+pub(crate) fn fragment<F: NalFormat>(
+    fu_header: u8,
+    nal_header: [u8; 2],
+    data: Range<usize>,
+    what: &'static str,
+) -> Result<PayloadUnits, RtpError> {
+    if !F::is_single_nal(&nal_header) {
+        return Err(RtpError::Invalid { what, offset: 1 });
+    }
+    Ok(PayloadUnits::Fragment {
+        start: fu_header & 0x80 != 0,
+        end: fu_header & 0x40 != 0,
+        nal_header,
+        data,
+    })
 }
 
 /// Packetizes length-prefixed access units into RTP packets (see the module docs).
@@ -492,6 +514,8 @@ impl<F: NalFormat> NalDepacketizer<F> {
             let at = self.unit.data.len();
             self.append(&[&[0u8; 4][..], nal_header, data])?;
             self.unit.fragment_at = Some(at);
+            // The start piece's header is the one kept; later pieces' copies may disagree.
+            self.unit.keyframe |= F::is_keyframe(nal_header);
         } else {
             if self.unit.fragment_at.is_none() {
                 // The start fragment is missing.
@@ -508,7 +532,6 @@ impl<F: NalFormat> NalDepacketizer<F> {
                 prefix.copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
             }
             self.unit.fragment_at = None;
-            self.unit.keyframe |= F::is_keyframe(nal_header);
         }
         Ok(())
     }

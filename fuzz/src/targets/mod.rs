@@ -8,3 +8,6 @@ pub mod rtmp_handshake;
 pub mod rtmp_session;
 pub mod rtsp_message;
 pub mod sdp;
+pub mod rtp_aac;
+pub mod rtp_h264;
+pub mod rtp_h265;
