@@ -92,14 +92,14 @@ impl AacConfig {
     }
 }
 
-/// Reads big-endian bit fields of up to 32 bits.
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    bit: usize,
+/// Reads big-endian bit fields of up to 32 bits (also used for H.265 SPS fields).
+pub(crate) struct BitReader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) bit: usize,
 }
 
 impl BitReader<'_> {
-    fn read(&mut self, count: u32) -> Option<u32> {
+    pub(crate) fn read(&mut self, count: u32) -> Option<u32> {
         let mut value = 0u32;
         for _ in 0..count {
             let byte = *self.bytes.get(self.bit / 8)?;
