@@ -12,6 +12,19 @@ pub fn stream_path(test: &str, binary_index: usize) -> String {
 /// Compares one stream of `got` with the same stream of `want`, packet by packet: dts and pts
 /// relative to the stream's first dts, payload size and keyframe flag.
 pub fn assert_same_stream(what: &str, kind: StreamKind, got: &ProbeReport, want: &ProbeReport) {
+    assert_same_stream_within(what, kind, got, want, 0);
+}
+
+/// Like [`assert_same_stream`], with relative timestamps allowed to differ by up to
+/// `tolerance_ms` (for paths through a clock other than milliseconds, such as RTP's 90 kHz).
+/// Counts, sizes and keyframe flags stay exact.
+pub fn assert_same_stream_within(
+    what: &str,
+    kind: StreamKind,
+    got: &ProbeReport,
+    want: &ProbeReport,
+    tolerance_ms: i64,
+) {
     let view = |report: &ProbeReport| -> Vec<(i64, Option<i64>, u64, bool)> {
         let packets: Vec<&Packet> = report.of(kind);
         let first = packets.first().and_then(|p| p.dts_ms).unwrap_or(0);
@@ -33,9 +46,19 @@ pub fn assert_same_stream(what: &str, kind: StreamKind, got: &ProbeReport, want:
         want_view.len(),
         "{what}: {kind:?} packet count (exact)"
     );
-    if let Some(index) = (0..got_view.len()).find(|&i| got_view[i] != want_view[i]) {
+    let close = |a: i64, b: i64| (a - b).abs() <= tolerance_ms;
+    let same = |g: &(i64, Option<i64>, u64, bool), w: &(i64, Option<i64>, u64, bool)| {
+        close(g.0, w.0)
+            && match (g.1, w.1) {
+                (Some(a), Some(b)) => close(a, b),
+                (a, b) => a == b,
+            }
+            && g.2 == w.2
+            && g.3 == w.3
+    };
+    if let Some(index) = (0..got_view.len()).find(|&i| !same(&got_view[i], &want_view[i])) {
         panic!(
-            "{what}: {kind:?} packet {index} differs (relative dts, relative pts, size, keyframe):\n got {:?}\nwant {:?}",
+            "{what}: {kind:?} packet {index} differs beyond {tolerance_ms} ms (relative dts, relative pts, size, keyframe):\n got {:?}\nwant {:?}",
             &got_view[index..(index + 5).min(got_view.len())],
             &want_view[index..(index + 5).min(want_view.len())]
         );
