@@ -15,6 +15,7 @@ pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
 pub use targets::rtsp_message::rtsp_message;
+pub use targets::rtsp_session::rtsp_session;
 pub use targets::sdp::sdp;
 
 /// Every target: its corpus directory name and body.
@@ -28,6 +29,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
     ("rtsp_message", rtsp_message),
+    ("rtsp_session", rtsp_session),
     ("sdp", sdp),
 ];
 

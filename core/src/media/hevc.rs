@@ -1,9 +1,9 @@
 //! H.265 decoder configuration: the HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3).
 
 use alloc::vec::Vec;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use super::avc::read_parameter_sets;
+use super::avc::{put_u16_prefixed, read_parameter_sets};
 use super::MediaError;
 use crate::wire::Reader;
 
@@ -104,11 +104,84 @@ impl HevcConfig {
             pps,
         })
     }
+
+    /// Builds a record (with 4-byte NAL lengths) from one VPS, SPS and PPS, as a packetized
+    /// source such as RTP provides them. The general profile, tier, compatibility and
+    /// constraint flags and level come from the SPS's `profile_tier_level`; chroma format and
+    /// bit depths are written as 4:2:0 8-bit, fields decoders take from the SPS itself.
+    pub fn from_parameter_sets(vps: Bytes, sps: Bytes, pps: Bytes) -> Result<Self, MediaError> {
+        const WHAT: &str = "H.265 SPS";
+        // NAL header (2), then the byte with max_sub_layers_minus1 and temporal_id_nesting,
+        // then general_profile_tier_level: 1 + 4 + 6 + 1 bytes.
+        let mut rbsp = [0u8; 15];
+        let mut filled = 0;
+        let mut zeros = 0;
+        for &byte in sps.iter() {
+            if filled == rbsp.len() {
+                break;
+            }
+            // An emulation-prevention byte (00 00 03) is not part of the RBSP.
+            if zeros >= 2 && byte == 3 {
+                zeros = 0;
+                continue;
+            }
+            zeros = if byte == 0 { zeros + 1 } else { 0 };
+            if let Some(slot) = rbsp.get_mut(filled) {
+                *slot = byte;
+            }
+            filled += 1;
+        }
+        if filled < rbsp.len() {
+            return Err(MediaError::Truncated {
+                what: WHAT,
+                offset: sps.len(),
+            });
+        }
+        if nal_type(rbsp[0]) != NAL_SPS {
+            return Err(MediaError::Invalid {
+                what: WHAT,
+                offset: 0,
+            });
+        }
+        for set in [&vps, &sps, &pps] {
+            if set.len() > usize::from(u16::MAX) {
+                return Err(MediaError::TooLarge {
+                    what: WHAT,
+                    len: set.len(),
+                    max: usize::from(u16::MAX),
+                });
+            }
+        }
+        let sub_layers = ((rbsp[2] >> 1) & 0x07) + 1;
+        let temporal_id_nested = rbsp[2] & 0x01;
+        let mut record = BytesMut::with_capacity(23 + 15 + vps.len() + sps.len() + pps.len());
+        record.put_u8(1);
+        // profile space, tier, profile idc, compatibility flags, constraint flags, level.
+        record.put_slice(&rbsp[3..]);
+        record.put_slice(&[0xf0, 0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0]);
+        record.put_u8((sub_layers << 3) | (temporal_id_nested << 2) | 0x03);
+        record.put_u8(3);
+        for (kind, set) in [(NAL_VPS, &vps), (NAL_SPS, &sps), (NAL_PPS, &pps)] {
+            record.put_u8(0x80 | kind);
+            record.put_u16(1);
+            put_u16_prefixed(&mut record, set);
+        }
+        Ok(Self {
+            record: record.freeze(),
+            profile: rbsp[3] & 0x1f,
+            level: rbsp[14],
+            nal_length_size: 4,
+            vps: alloc::vec![vps],
+            sps: alloc::vec![sps],
+            pps: alloc::vec![pps],
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn sample_record() -> Bytes {
         let mut record = alloc::vec![
@@ -143,5 +216,39 @@ mod tests {
         for len in 0..record.len() {
             assert!(HevcConfig::parse(record.slice(..len)).is_err(), "len {len}");
         }
+    }
+
+    #[test]
+    fn record_built_from_ffmpeg_parameter_sets_parses_back() {
+        // sprop-vps/sps/pps of an ffmpeg H.265 publish (Main profile, level 2.0 = 60).
+        let vps = Bytes::from_static(&[
+            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00,
+            0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x95, 0x98, 0x09,
+        ]);
+        let sps = Bytes::from_static(&[
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
+            0x00, 0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b,
+            0xc0, 0x5a, 0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10,
+        ]);
+        let pps = Bytes::from_static(&[0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40]);
+        let built = HevcConfig::from_parameter_sets(vps.clone(), sps.clone(), pps.clone()).unwrap();
+        let parsed = HevcConfig::parse(built.record.clone()).unwrap();
+        assert_eq!(parsed, built);
+        assert_eq!((parsed.profile, parsed.level), (1, 60));
+        // general_profile_compatibility_flags 0x60000000, constraint flags 0x90 then zeros.
+        assert_eq!(
+            &built.record[1..13],
+            &[0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 60]
+        );
+        assert_eq!(
+            (parsed.vps, parsed.sps, parsed.pps),
+            (vec![vps], vec![sps], vec![pps])
+        );
+        assert!(HevcConfig::from_parameter_sets(
+            Bytes::new(),
+            Bytes::from_static(&[0x42, 0x01, 0x01]),
+            Bytes::new()
+        )
+        .is_err());
     }
 }

@@ -7,4 +7,5 @@ pub mod rtmp_client;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
 pub mod rtsp_message;
+pub mod rtsp_session;
 pub mod sdp;
