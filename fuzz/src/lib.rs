@@ -15,6 +15,7 @@ pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
 pub use targets::rtsp_message::rtsp_message;
+pub use targets::rtsp_session::rtsp_session;
 pub use targets::sdp::sdp;
 pub use targets::rtp_aac::rtp_aac;
 pub use targets::rtp_h264::rtp_h264;
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtmp_handshake", rtmp_handshake),
     ("rtmp_session", rtmp_session),
     ("rtsp_message", rtsp_message),
+    ("rtsp_session", rtsp_session),
     ("sdp", sdp),
     ("rtp_aac", rtp_aac),
     ("rtp_h264", rtp_h264),

@@ -7,6 +7,7 @@ pub mod rtmp_client;
 pub mod rtmp_handshake;
 pub mod rtmp_session;
 pub mod rtsp_message;
+pub mod rtsp_session;
 pub mod sdp;
 pub mod rtp_aac;
 pub mod rtp_h264;

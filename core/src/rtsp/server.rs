@@ -1,0 +1,1367 @@
+//! The server side of an RTSP connection (RFC 2326): playing a live stream with DESCRIBE,
+//! SETUP and PLAY, publishing one with ANNOUNCE, SETUP and RECORD, RTP and RTCP interleaved on
+//! the same TCP connection.
+//!
+//! As with RTMP, the session asks before it serves anything: DESCRIBE becomes
+//! [`SessionEvent::PlayRequested`] and ANNOUNCE [`SessionEvent::PublishRequested`]; the answer
+//! comes back through [`LiveSession::accept_play`], [`LiveSession::accept_publish`] or
+//! [`LiveSession::reject`]. A DESCRIBE answer needs the tracks' codec configurations for its
+//! SDP, so after `accept_play` it waits for them to arrive through
+//! [`LiveSession::send_media`] (the hub's start-up snapshot begins with them) and keeps the
+//! frames that follow, so PLAY starts at once at a keyframe.
+//!
+//! Only TCP interleaved transport is served: a SETUP asking for UDP is answered
+//! `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE waits for the
+//! server are answered in order once it has.
+//!
+//! Sender reports carry an NTP time, but the core has no wall clock: the NTP time of `now` is
+//! [`RtspServerConfig::ntp_epoch_offset_micros`] (the Unix time at which the caller's
+//! [`Millis`] clock read zero) plus `now`. With the default 0 the NTP times are relative,
+//! which is all a player needs to align the tracks of one session: every report of a session
+//! maps NTP to RTP on the same line for all its tracks.
+
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
+use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
+use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
+use crate::outq::OutQueue;
+use crate::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
+use crate::rtp::{
+    AacDepacketizer, AacPacketizer, DepacketizerConfig, H264Depacketizer, H264Packetizer,
+    H265Depacketizer, H265Packetizer, PacketizerConfig, RtpClock, RtpError, RtpPacket,
+    RtpPacketOut, DEFAULT_MAX_ACCESS_UNIT, DEFAULT_MTU, RTP_HEADER_LEN, VIDEO_CLOCK_RATE,
+};
+use crate::sdp::{MediaDescription, SdpCodec, SessionDescription};
+use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::time::Millis;
+
+/// The methods the server answers, for `Public` in OPTIONS replies. GET_PARAMETER in this
+/// list is what makes ffmpeg use it as its keep-alive.
+const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+/// The `s=` of the SDP we answer DESCRIBE with, and the RTCP CNAME.
+const SERVER_NAME: &str = "mediakit";
+
+/// Limits and settings of one server session.
+#[derive(Debug, Clone)]
+pub struct RtspServerConfig {
+    /// Bounds on request heads and bodies (interleaved frames are bounded by their 16-bit
+    /// length).
+    pub limits: RtspLimits,
+    /// The most media sections an ANNOUNCE may describe.
+    pub max_tracks: usize,
+    /// A session with no request and no interleaved data for this long is closed, in
+    /// milliseconds (announced to clients as `Session: id;timeout=`).
+    pub session_timeout_ms: u64,
+    /// A connection that has not sent DESCRIBE or ANNOUNCE by then is closed, in milliseconds.
+    pub setup_timeout_ms: u64,
+    /// How long an accepted DESCRIBE waits for the track configurations before it is answered
+    /// with what has arrived (or 404 if nothing has), in milliseconds.
+    pub describe_timeout_ms: u64,
+    /// Interval between RTCP sender reports of each track while playing, in milliseconds.
+    pub sender_report_interval_ms: u64,
+    /// The Unix time in microseconds at which the caller's `Millis` clock read zero; sender
+    /// reports carry NTP times from it (see the module docs). 0 gives relative NTP times.
+    pub ntp_epoch_offset_micros: u64,
+    /// Largest RTP packet sent to players.
+    pub mtu: usize,
+    /// The most frames kept between the DESCRIBE answer and PLAY.
+    pub max_held_frames: usize,
+    /// The most payload bytes kept between the DESCRIBE answer and PLAY.
+    pub max_held_bytes: usize,
+    /// Largest access unit reassembled from a publisher's RTP.
+    pub max_frame_bytes: usize,
+    /// The most requests queued while DESCRIBE or ANNOUNCE waits for the server.
+    pub max_queued_requests: usize,
+    /// The most body and interleaved bytes queued while DESCRIBE or ANNOUNCE waits.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for RtspServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: RtspLimits::default(),
+            max_tracks: 4,
+            session_timeout_ms: 60_000,
+            setup_timeout_ms: 15_000,
+            describe_timeout_ms: 10_000,
+            sender_report_interval_ms: 5_000,
+            ntp_epoch_offset_micros: 0,
+            mtu: DEFAULT_MTU,
+            max_held_frames: 1024,
+            max_held_bytes: 16 << 20,
+            max_frame_bytes: DEFAULT_MAX_ACCESS_UNIT,
+            max_queued_requests: 8,
+            max_queued_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Why an RTSP session failed; the connection is closed with this as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtspServerError {
+    /// The input is not RTSP, or exceeded a bound.
+    #[error("RTSP input: {0}")]
+    Message(#[from] RtspError),
+    /// The peer broke the protocol in a way no response can answer.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before DESCRIBE or ANNOUNCE.
+    Init,
+    /// DESCRIBE waits for the server's answer.
+    DescribeRequested,
+    /// The server accepted; the DESCRIBE answer waits for the track configurations.
+    DescribeAccepted {
+        since: Millis,
+    },
+    /// DESCRIBE answered: SETUP and PLAY.
+    Described,
+    Playing,
+    Paused,
+    /// ANNOUNCE waits for the server's answer.
+    AnnounceRequested,
+    /// ANNOUNCE accepted: SETUP and RECORD.
+    Announced,
+    Recording,
+    /// Torn down or refused; nothing more is served.
+    Done,
+}
+
+impl State {
+    fn is_player(self) -> bool {
+        matches!(
+            self,
+            State::DescribeAccepted { .. } | State::Described | State::Playing | State::Paused
+        )
+    }
+
+    fn is_publisher(self) -> bool {
+        matches!(self, State::Announced | State::Recording)
+    }
+}
+
+/// A packetizer for one track a player receives.
+#[derive(Debug)]
+enum Packetizer {
+    H264(H264Packetizer),
+    H265(H265Packetizer),
+    Aac(AacPacketizer),
+}
+
+impl Packetizer {
+    fn new(config: &TrackConfig, packetizer: &PacketizerConfig) -> Self {
+        match config {
+            TrackConfig::Avc(avc) => {
+                let mut inner = H264Packetizer::new(packetizer.clone());
+                inner.set_config(avc);
+                Packetizer::H264(inner)
+            }
+            TrackConfig::Hevc(hevc) => {
+                let mut inner = H265Packetizer::new(packetizer.clone());
+                inner.set_config(hevc);
+                Packetizer::H265(inner)
+            }
+            TrackConfig::Aac(aac) => {
+                Packetizer::Aac(AacPacketizer::new(packetizer, aac.sample_rate))
+            }
+        }
+    }
+
+    fn set_config(&mut self, config: &TrackConfig) {
+        match (self, config) {
+            (Packetizer::H264(inner), TrackConfig::Avc(avc)) => inner.set_config(avc),
+            (Packetizer::H265(inner), TrackConfig::Hevc(hevc)) => inner.set_config(hevc),
+            _ => {}
+        }
+    }
+
+    fn packetize(
+        &mut self,
+        frame: &Frame,
+        arena: &mut BytesMut,
+        out: &mut Vec<RtpPacketOut>,
+    ) -> Result<(), RtpError> {
+        match self {
+            Packetizer::H264(inner) => inner.packetize(frame, arena, out),
+            Packetizer::H265(inner) => inner.packetize(frame, arena, out),
+            Packetizer::Aac(inner) => inner.packetize(frame, arena, out),
+        }
+    }
+
+    fn next_sequence(&self) -> u16 {
+        match self {
+            Packetizer::H264(inner) => inner.next_sequence(),
+            Packetizer::H265(inner) => inner.next_sequence(),
+            Packetizer::Aac(inner) => inner.next_sequence(),
+        }
+    }
+
+    fn clock(&self) -> &RtpClock {
+        match self {
+            Packetizer::H264(inner) => inner.clock(),
+            Packetizer::H265(inner) => inner.clock(),
+            Packetizer::Aac(inner) => inner.clock(),
+        }
+    }
+}
+
+/// One track of the SDP we answered DESCRIBE with.
+#[derive(Debug)]
+struct OutTrack {
+    config: TrackConfig,
+    packetizer: Packetizer,
+    ssrc: u32,
+    /// The path its SETUP URL resolves to.
+    control_path: String,
+    /// After SETUP: the URL used (for RTP-Info) and the interleaved channels.
+    setup: Option<(String, (u8, u8))>,
+    packets: u32,
+    octets: u32,
+}
+
+/// A depacketizer for one track a publisher sends.
+#[derive(Debug)]
+enum Depacketizer {
+    H264(H264Depacketizer),
+    H265(H265Depacketizer),
+    Aac(AacDepacketizer),
+}
+
+/// The codecs a publisher's track may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InCodec {
+    H264,
+    H265,
+    Aac,
+}
+
+/// One media section of the SDP a publisher announced.
+#[derive(Debug)]
+struct InTrack {
+    /// `None` for a codec we do not carry: its data is dropped.
+    codec: Option<InCodec>,
+    clock_rate: u32,
+    config: Option<TrackConfig>,
+    control_path: String,
+    channels: Option<(u8, u8)>,
+    /// Created at the first RTP packet, when the timeline origin can be chosen.
+    depacketizer: Option<Depacketizer>,
+    /// The first sender report's NTP time (ms) and RTP timestamp.
+    sender_report: Option<(i64, u32)>,
+    /// The depacketizer's parameter-set generation last turned into a configuration.
+    generation: u64,
+}
+
+/// One server-side RTSP connection.
+#[derive(Debug)]
+pub struct RtspServerSession {
+    config: RtspServerConfig,
+    decoder: RtspDecoder,
+    session_id: String,
+    /// State of the generator for SSRCs, sequence numbers and timestamps.
+    random: u64,
+    state: State,
+    /// `app/stream` of the DESCRIBE or ANNOUNCE.
+    stream_path: String,
+    /// The DESCRIBE or ANNOUNCE waiting for the server.
+    pending: Option<Request>,
+    /// What arrived while `pending` waits, answered in order once it has been.
+    queued: VecDeque<Input>,
+    queued_requests: usize,
+    queued_bytes: usize,
+    events: VecDeque<SessionEvent>,
+    out: OutQueue,
+    arena: BytesMut,
+    now: Millis,
+    started: Millis,
+    last_activity: Millis,
+    failed: Option<RtspServerError>,
+    closed: bool,
+    // Playing.
+    configs: Vec<TrackConfig>,
+    out_tracks: Vec<OutTrack>,
+    held: VecDeque<Frame>,
+    held_bytes: usize,
+    need_keyframe: bool,
+    latest_dts: Option<i64>,
+    /// `now` and media time at PLAY, the line sender reports map NTP to RTP on.
+    anchor: (Millis, i64),
+    next_report: Option<Millis>,
+    packets: Vec<RtpPacketOut>,
+    // Publishing.
+    in_tracks: Vec<InTrack>,
+    /// The publisher's NTP time (ms) that is 0 on our timeline, once a report has set it.
+    ntp_base_ms: Option<i64>,
+}
+
+impl RtspServerSession {
+    /// A session for a connection accepted at `now`. `random` seeds the session identifier
+    /// (its low 32 bits in hexadecimal), SSRCs, first sequence numbers and RTP timestamps;
+    /// the core has no RNG, so pass any per-connection unpredictable value.
+    pub fn new(config: RtspServerConfig, now: Millis, random: u64) -> Self {
+        Self {
+            decoder: RtspDecoder::new(config.limits),
+            config,
+            session_id: format!("{:08X}", random as u32),
+            random,
+            state: State::Init,
+            stream_path: String::new(),
+            pending: None,
+            queued: VecDeque::new(),
+            queued_requests: 0,
+            queued_bytes: 0,
+            events: VecDeque::new(),
+            out: OutQueue::new(),
+            arena: BytesMut::new(),
+            now,
+            started: now,
+            last_activity: now,
+            failed: None,
+            closed: false,
+            configs: Vec::new(),
+            out_tracks: Vec::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            need_keyframe: true,
+            latest_dts: None,
+            anchor: (now, 0),
+            next_report: None,
+            packets: Vec::new(),
+            in_tracks: Vec::new(),
+            ntp_base_ms: None,
+        }
+    }
+
+    /// The session identifier sent in `Session` headers.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64: spreads one seed over many well-mixed values.
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn process(&mut self, input: &mut BytesMut) -> Result<(), RtspServerError> {
+        while !self.closed {
+            let Some(item) = self.decoder.decode(input)? else {
+                break;
+            };
+            if self.pending.is_some() || !self.queued.is_empty() {
+                self.queue(item)?;
+            } else {
+                self.on_input(item);
+            }
+        }
+        if self.closed {
+            input.clear();
+        }
+        Ok(())
+    }
+
+    /// Keeps an input that arrived while a request waits for the server (clients normally
+    /// wait for the answer; this keeps a pipelining one's order).
+    fn queue(&mut self, item: Input) -> Result<(), RtspServerError> {
+        let (requests, bytes) = match &item {
+            Input::Request(request) => (1, request.body.len()),
+            Input::Response(_) => return Ok(()),
+            Input::Interleaved { payload, .. } => (0, payload.len()),
+        };
+        self.queued_requests += requests;
+        self.queued_bytes += bytes;
+        if self.queued_requests > self.config.max_queued_requests
+            || self.queued_bytes > self.config.max_queued_bytes
+        {
+            return Err(RtspServerError::Protocol(
+                "too much input while a request waits for the server",
+            ));
+        }
+        self.queued.push_back(item);
+        Ok(())
+    }
+
+    fn on_input(&mut self, item: Input) {
+        match item {
+            Input::Request(request) => self.on_request(request),
+            // We send no requests, so responses answer nothing.
+            Input::Response(_) => {}
+            Input::Interleaved { channel, payload } => self.on_interleaved(channel, payload),
+        }
+    }
+
+    /// Acts on what arrived while DESCRIBE or ANNOUNCE waited.
+    fn run_queued(&mut self) {
+        while self.pending.is_none() && !self.closed {
+            let Some(item) = self.queued.pop_front() else {
+                break;
+            };
+            self.on_input(item);
+        }
+        if self.queued.is_empty() {
+            self.queued_requests = 0;
+            self.queued_bytes = 0;
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request.method {
+            Method::Options => {
+                let response = reply(&request, 200, "OK").header("Public", PUBLIC);
+                self.respond(&response);
+            }
+            Method::Describe => self.on_describe(request),
+            Method::Announce => self.on_announce(request),
+            Method::Setup => self.on_setup(&request),
+            Method::Play => self.on_play(&request),
+            Method::Pause => self.on_pause(&request),
+            Method::Record => self.on_record(&request),
+            Method::Teardown => self.on_teardown(&request),
+            Method::GetParameter | Method::SetParameter => {
+                if let Some(response) = self.check_session(&request) {
+                    self.respond(&response);
+                } else {
+                    self.respond(&reply(&request, 200, "OK"));
+                }
+            }
+            _ => self.respond(&reply(&request, 501, "Not Implemented")),
+        }
+    }
+
+    fn respond(&mut self, response: &Response) {
+        response.encode(&mut self.arena);
+        self.out.push(self.arena.split().freeze());
+    }
+
+    /// The error response for a request naming another session, if it does.
+    fn check_session(&self, request: &Request) -> Option<Response> {
+        match request.session() {
+            Some(id) if id != self.session_id => Some(reply(request, 454, "Session Not Found")),
+            _ => None,
+        }
+    }
+
+    /// The error response for a request outside this session's stream, or in the wrong
+    /// session, if it is.
+    fn check_target(&self, request: &Request) -> Option<Response> {
+        if let Some(response) = self.check_session(request) {
+            return Some(response);
+        }
+        let path = url_path(&request.uri);
+        let inside = path == self.stream_path
+            || path
+                .strip_prefix(self.stream_path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        (!inside).then(|| reply(request, 454, "Session Not Found"))
+    }
+
+    fn with_session(&self, response: Response) -> Response {
+        let mut response = response;
+        let value = format!(
+            "{};timeout={}",
+            self.session_id,
+            self.config.session_timeout_ms / 1000
+        );
+        response.headers.set("Session", &value);
+        response
+    }
+
+    fn on_describe(&mut self, request: Request) {
+        if self.state != State::Init {
+            return self.respond(&reply(&request, 455, "Method Not Valid in This State"));
+        }
+        self.ask_server(request, State::DescribeRequested);
+    }
+
+    /// Holds `request` for the server's answer and asks for its stream.
+    fn ask_server(&mut self, request: Request, state: State) {
+        let path = url_path(&request.uri);
+        let (app, stream) = split_stream(path);
+        self.stream_path = String::from(path);
+        self.state = state;
+        self.pending = Some(request);
+        self.events.push_back(if state == State::DescribeRequested {
+            SessionEvent::PlayRequested { app, stream }
+        } else {
+            SessionEvent::PublishRequested { app, stream }
+        });
+    }
+
+    fn on_announce(&mut self, request: Request) {
+        if self.state != State::Init {
+            return self.respond(&reply(&request, 455, "Method Not Valid in This State"));
+        }
+        let sdp = match SessionDescription::parse(&request.body) {
+            Ok(sdp) => sdp,
+            Err(_) => return self.respond(&reply(&request, 400, "Bad Request (SDP)")),
+        };
+        if sdp.media.len() > self.config.max_tracks {
+            return self.respond(&reply(&request, 400, "Bad Request (too many tracks)"));
+        }
+        let base = base_url(&request.uri);
+        let tracks: Vec<InTrack> = sdp
+            .media
+            .iter()
+            .map(|media| in_track(media, &base))
+            .collect();
+        if tracks.iter().all(|track| track.codec.is_none()) {
+            return self.respond(&reply(&request, 415, "Unsupported Media Type"));
+        }
+        self.in_tracks = tracks;
+        self.ask_server(request, State::AnnounceRequested);
+    }
+
+    fn on_setup(&mut self, request: &Request) {
+        if let Some(response) = self.check_target(request) {
+            return self.respond(&response);
+        }
+        let publishing = match self.state {
+            State::Described => false,
+            State::Announced => true,
+            _ => return self.respond(&reply(request, 455, "Method Not Valid in This State")),
+        };
+        let transport = request
+            .headers
+            .get("Transport")
+            .and_then(|value| Transport::parse_first_supported(value).ok());
+        let Some(transport) = transport.filter(|t| t.lower == LowerTransport::Tcp) else {
+            return self.respond(&reply(request, 461, "Unsupported Transport"));
+        };
+        let path = url_path(&request.uri);
+        let index = if publishing {
+            let tracks = self.in_tracks.iter();
+            select_track(
+                path,
+                tracks.map(|t| (t.control_path.as_str(), t.channels.is_some())),
+            )
+        } else {
+            let tracks = self.out_tracks.iter();
+            select_track(
+                path,
+                tracks.map(|t| (t.control_path.as_str(), t.setup.is_some())),
+            )
+        };
+        let Some(index) = index else {
+            return self.respond(&reply(request, 404, "Not Found (no such track)"));
+        };
+        let default = u8::try_from(index * 2).unwrap_or(0);
+        let channels = transport
+            .interleaved
+            .unwrap_or((default, default.saturating_add(1)));
+        let taken = |other: (u8, u8)| {
+            [other.0, other.1]
+                .iter()
+                .any(|c| *c == channels.0 || *c == channels.1)
+        };
+        let clash = if publishing {
+            self.in_tracks
+                .iter()
+                .enumerate()
+                .any(|(i, t)| i != index && t.channels.is_some_and(taken))
+        } else {
+            self.out_tracks
+                .iter()
+                .enumerate()
+                .any(|(i, t)| i != index && t.setup.as_ref().is_some_and(|s| taken(s.1)))
+        };
+        if clash || channels.0 == channels.1 {
+            return self.respond(&reply(request, 400, "Bad Request (interleaved channels)"));
+        }
+        let mut answer = Transport::new(LowerTransport::Tcp);
+        answer.interleaved = Some(channels);
+        if publishing {
+            answer.mode = Some(TransportMode::Record);
+            if let Some(track) = self.in_tracks.get_mut(index) {
+                track.channels = Some(channels);
+            }
+        } else if let Some(track) = self.out_tracks.get_mut(index) {
+            answer.ssrc = Some(track.ssrc);
+            track.setup = Some((request.uri.clone(), channels));
+        }
+        let response = reply(request, 200, "OK").header("Transport", &answer.to_string());
+        let response = self.with_session(response);
+        self.respond(&response);
+    }
+
+    fn on_play(&mut self, request: &Request) {
+        if let Some(response) = self.check_target(request) {
+            return self.respond(&response);
+        }
+        let ready = matches!(
+            self.state,
+            State::Described | State::Paused | State::Playing
+        ) && self.out_tracks.iter().any(|t| t.setup.is_some());
+        if !ready {
+            return self.respond(&reply(request, 455, "Method Not Valid in This State"));
+        }
+        let start = self
+            .held
+            .front()
+            .map(|frame| frame.dts)
+            .or(self.latest_dts)
+            .unwrap_or(0);
+        let entries: Vec<RtpInfo> = self
+            .out_tracks
+            .iter()
+            .filter_map(|track| {
+                let (url, _) = track.setup.as_ref()?;
+                Some(RtpInfo {
+                    url: url.clone(),
+                    seq: Some(track.packetizer.next_sequence()),
+                    rtptime: Some(track.packetizer.clock().timestamp(start)),
+                })
+            })
+            .collect();
+        let response = reply(request, 200, "OK")
+            .header("Range", "npt=0.000-")
+            .header("RTP-Info", &RtpInfo::header_value(&entries));
+        let response = self.with_session(response);
+        self.respond(&response);
+        if self.state != State::Playing {
+            self.state = State::Playing;
+            self.anchor = (self.now, start);
+            self.send_reports();
+            let held: Vec<Frame> = self.held.drain(..).collect();
+            self.held_bytes = 0;
+            for frame in &held {
+                self.send_frame(frame);
+            }
+        }
+    }
+
+    fn on_pause(&mut self, request: &Request) {
+        if let Some(response) = self.check_target(request) {
+            return self.respond(&response);
+        }
+        match self.state {
+            State::Playing => {
+                self.state = State::Paused;
+                self.need_keyframe = true;
+                self.next_report = None;
+            }
+            State::Described | State::Paused => {}
+            _ => return self.respond(&reply(request, 455, "Method Not Valid in This State")),
+        }
+        self.respond(&reply(request, 200, "OK"));
+    }
+
+    fn on_record(&mut self, request: &Request) {
+        if let Some(response) = self.check_target(request) {
+            return self.respond(&response);
+        }
+        let ready =
+            self.state == State::Announced && self.in_tracks.iter().any(|t| t.channels.is_some());
+        if !ready {
+            return self.respond(&reply(request, 455, "Method Not Valid in This State"));
+        }
+        self.state = State::Recording;
+        let response = self.with_session(reply(request, 200, "OK"));
+        self.respond(&response);
+    }
+
+    fn on_teardown(&mut self, request: &Request) {
+        if let Some(response) = self.check_session(request) {
+            return self.respond(&response);
+        }
+        self.respond(&reply(request, 200, "OK"));
+        self.stop();
+        self.close("teardown");
+    }
+
+    /// Tells the server that publishing or playing has stopped, if it had started.
+    fn stop(&mut self) {
+        if self.state.is_player() {
+            self.events.push_back(SessionEvent::PlayStopped);
+        } else if self.state.is_publisher() {
+            self.flush_depacketizers();
+            self.events.push_back(SessionEvent::PublishStopped);
+        }
+        self.state = State::Done;
+    }
+
+    fn close(&mut self, reason: &'static str) {
+        if !self.closed {
+            self.closed = true;
+            self.state = State::Done;
+            self.queued.clear();
+            self.events.push_back(SessionEvent::Closed { reason });
+        }
+    }
+
+    // ----- playing -----
+
+    fn has_video(&self) -> bool {
+        let kinds = self.configs.iter().map(TrackConfig::kind);
+        let mut kinds = kinds.chain(self.out_tracks.iter().map(|t| t.config.kind()));
+        kinds.any(|kind| kind == MediaKind::Video)
+    }
+
+    /// Whether a frame may go out now: after a start, pause or overflow, everything waits for
+    /// a video keyframe (when there is video).
+    fn passes_keyframe_gate(&mut self, frame: &Frame) -> bool {
+        if self.need_keyframe {
+            if self.has_video() && !(frame.kind() == MediaKind::Video && frame.keyframe) {
+                return false;
+            }
+            self.need_keyframe = false;
+        }
+        true
+    }
+
+    fn hold(&mut self, frame: &Frame) {
+        let full = self.held.len() >= self.config.max_held_frames
+            || self.held_bytes + frame.payload.len() > self.config.max_held_bytes;
+        if full {
+            // Better to restart at the next keyframe than to start with a gap.
+            self.held.clear();
+            self.held_bytes = 0;
+            self.need_keyframe = true;
+        }
+        if self.passes_keyframe_gate(frame) {
+            self.held_bytes += frame.payload.len();
+            self.held.push_back(frame.clone());
+        }
+    }
+
+    fn answer_describe(&mut self) {
+        let Some(request) = self.pending.take() else {
+            return;
+        };
+        if self.configs.is_empty() {
+            self.respond(&reply(&request, 404, "Not Found (no playable tracks)"));
+            self.stop();
+            self.close("no playable tracks");
+            return;
+        }
+        // Video first, as players list it.
+        self.configs
+            .sort_by_key(|config| config.kind() != MediaKind::Video);
+        let configs = core::mem::take(&mut self.configs);
+        let base = base_url(&request.uri);
+        let sdp = SessionDescription::from_tracks(&configs, SERVER_NAME);
+        for (config, media) in configs.into_iter().zip(&sdp.media) {
+            let random = self.next_random();
+            let packetizer = PacketizerConfig {
+                payload_type: media.payload_type,
+                ssrc: random as u32,
+                initial_sequence: (random >> 32) as u16,
+                initial_timestamp: self.next_random() as u32,
+                mtu: self.config.mtu,
+                insert_parameter_sets: true,
+            };
+            self.out_tracks.push(OutTrack {
+                packetizer: Packetizer::new(&config, &packetizer),
+                config,
+                ssrc: packetizer.ssrc,
+                control_path: String::from(url_path(&media.control_url(&base))),
+                setup: None,
+                packets: 0,
+                octets: 0,
+            });
+        }
+        let body = Bytes::from(sdp.to_string());
+        let response = reply(&request, 200, "OK")
+            .header("Content-Base", &base)
+            .header("Content-Type", "application/sdp")
+            .body(body);
+        self.respond(&response);
+        self.state = State::Described;
+        self.run_queued();
+    }
+
+    fn collect_for_describe(&mut self, media: &Media) {
+        match media {
+            Media::Config(config) => {
+                self.configs.retain(|known| known.kind() != config.kind());
+                self.configs.push(config.clone());
+                let kinds = |kind| self.configs.iter().any(|c| c.kind() == kind);
+                if kinds(MediaKind::Video) && kinds(MediaKind::Audio) {
+                    self.answer_describe();
+                }
+            }
+            Media::Frame(frame) => {
+                if self.configs.iter().any(|c| c.codec() == frame.codec) {
+                    self.hold(frame);
+                    self.answer_describe();
+                }
+            }
+            Media::Metadata(_) => {}
+        }
+    }
+
+    fn update_config(&mut self, config: &TrackConfig) {
+        for track in &mut self.out_tracks {
+            if track.config.codec() == config.codec() {
+                track.packetizer.set_config(config);
+                track.config = config.clone();
+            }
+        }
+    }
+
+    fn send_frame(&mut self, frame: &Frame) {
+        if !self.passes_keyframe_gate(frame) {
+            return;
+        }
+        let Some(track) = self
+            .out_tracks
+            .iter_mut()
+            .find(|t| t.config.codec() == frame.codec)
+        else {
+            return;
+        };
+        let Some((_, (channel, _))) = track.setup else {
+            return;
+        };
+        self.packets.clear();
+        // A frame the packetizer cannot carry (malformed length prefixes, AAC over 8 KiB) is
+        // dropped: a live player can only be offered the next one.
+        if track
+            .packetizer
+            .packetize(frame, &mut self.arena, &mut self.packets)
+            .is_err()
+        {
+            return;
+        }
+        for packet in &self.packets {
+            let len = packet.len();
+            let Some(header) = super::message::interleaved_header(channel, len) else {
+                continue;
+            };
+            self.arena.reserve(header.len());
+            self.arena.put_slice(&header);
+            self.out.push(self.arena.split().freeze());
+            packet.queue(&mut self.out);
+            track.packets = track.packets.wrapping_add(1);
+            let payload = len.saturating_sub(RTP_HEADER_LEN);
+            track.octets = track.octets.wrapping_add(payload as u32);
+        }
+    }
+
+    /// Queues one RTCP compound packet (built by `write`) on an interleaved channel.
+    fn queue_rtcp(&mut self, channel: u8, write: impl FnOnce(&mut BytesMut)) {
+        self.arena.reserve(128);
+        self.arena.put_slice(&[b'$', channel, 0, 0]);
+        write(&mut self.arena);
+        let len = u16::try_from(self.arena.len().saturating_sub(4)).unwrap_or(0);
+        if let Some(field) = self.arena.get_mut(2..4) {
+            field.copy_from_slice(&len.to_be_bytes());
+        }
+        self.out.push(self.arena.split().freeze());
+    }
+
+    /// Sends a sender report for every set-up track; all on the same NTP ↔ media-time line.
+    fn send_reports(&mut self) {
+        let (anchor_now, anchor_media) = self.anchor;
+        let elapsed = i64::try_from(self.now.saturating_since(anchor_now)).unwrap_or(i64::MAX);
+        let media_now = anchor_media.saturating_add(elapsed);
+        let micros = self
+            .config
+            .ntp_epoch_offset_micros
+            .saturating_add(self.now.0.saturating_mul(1000));
+        let ntp = NtpTimestamp::from_unix_micros(micros);
+        let mut reports = Vec::new();
+        for track in &self.out_tracks {
+            if let Some((_, (_, rtcp_channel))) = track.setup {
+                let report = SenderReport {
+                    ssrc: track.ssrc,
+                    ntp,
+                    rtp_timestamp: track.packetizer.clock().timestamp(media_now),
+                    packet_count: track.packets,
+                    octet_count: track.octets,
+                    reports: Vec::new(),
+                };
+                reports.push((rtcp_channel, report));
+            }
+        }
+        for (channel, report) in reports {
+            self.queue_rtcp(channel, |out| {
+                report.encode(out);
+                rtcp::encode_sdes_cname(out, report.ssrc, SERVER_NAME.as_bytes());
+            });
+        }
+        self.next_report = Some(self.now + self.config.sender_report_interval_ms);
+    }
+
+    fn send_byes(&mut self) {
+        let byes: Vec<(u8, u32)> = self
+            .out_tracks
+            .iter()
+            .filter_map(|t| t.setup.as_ref().map(|(_, (_, rtcp))| (*rtcp, t.ssrc)))
+            .collect();
+        for (channel, ssrc) in byes {
+            self.queue_rtcp(channel, |out| {
+                Bye {
+                    sources: alloc::vec![ssrc],
+                    reason: None,
+                }
+                .encode(out);
+            });
+        }
+    }
+
+    // ----- publishing -----
+
+    fn on_interleaved(&mut self, channel: u8, payload: Bytes) {
+        if !matches!(self.state, State::Recording | State::Announced) {
+            // A player's receiver reports, or data before SETUP: nothing to act on.
+            return;
+        }
+        let found = self.in_tracks.iter().enumerate().find_map(|(i, t)| {
+            let (rtp, rtcp) = t.channels?;
+            (channel == rtp || channel == rtcp).then_some((i, channel == rtcp))
+        });
+        match found {
+            Some((index, true)) => self.on_rtcp(index, &payload),
+            Some((index, false)) if self.state == State::Recording => self.on_rtp(index, &payload),
+            _ => {}
+        }
+    }
+
+    fn on_rtcp(&mut self, index: usize, payload: &Bytes) {
+        // Malformed RTCP costs nothing but itself: it only refines the timeline.
+        let Ok(packets) = rtcp::parse_compound(payload) else {
+            return;
+        };
+        for packet in packets {
+            if let RtcpPacket::SenderReport(report) = packet {
+                let ntp_ms = i64::try_from(report.ntp.to_unix_micros() / 1000).unwrap_or(0);
+                if let Some(track) = self.in_tracks.get_mut(index) {
+                    if track.depacketizer.is_none() {
+                        track.sender_report = Some((ntp_ms, report.rtp_timestamp));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, index: usize, payload: &Bytes) {
+        // A malformed packet is dropped alone; the depacketizer resynchronises at the next
+        // keyframe if it took part of a frame with it.
+        let Ok(packet) = RtpPacket::parse(payload) else {
+            return;
+        };
+        let max_frame = self.config.max_frame_bytes;
+        let ntp_base = &mut self.ntp_base_ms;
+        let Some(track) = self.in_tracks.get_mut(index) else {
+            return;
+        };
+        let Some(codec) = track.codec else {
+            return;
+        };
+        let depacketizer = track.depacketizer.get_or_insert_with(|| {
+            // With a sender report the timeline is the publisher's NTP clock, which keeps the
+            // tracks aligned, with 0 at the first packet of the first track mapped this way;
+            // without one, the track starts at 0.
+            let timestamp = packet.header.timestamp;
+            let origin = match track.sender_report {
+                Some((ntp_ms, rtp)) => {
+                    let clock = RtpClock::new(track.clock_rate, None);
+                    let since_report = i64::from(timestamp.wrapping_sub(rtp) as i32);
+                    let packet_ntp = ntp_ms.saturating_add(clock.ticks_to_millis(since_report));
+                    let base = *ntp_base.get_or_insert(packet_ntp);
+                    let ticks = clock.millis_to_ticks(ntp_ms.saturating_sub(base));
+                    // Modulo 2^32, as RTP timestamps are.
+                    rtp.wrapping_sub(ticks as u32)
+                }
+                None => timestamp,
+            };
+            let config = DepacketizerConfig {
+                timestamp_origin: Some(origin),
+                max_access_unit: max_frame,
+                ..DepacketizerConfig::default()
+            };
+            match codec {
+                InCodec::H264 => Depacketizer::H264(H264Depacketizer::new(&config)),
+                InCodec::H265 => Depacketizer::H265(H265Depacketizer::new(&config)),
+                InCodec::Aac => Depacketizer::Aac(AacDepacketizer::new(&config, track.clock_rate)),
+            }
+        });
+        // Errors describe this packet only; the depacketizer stays usable.
+        let _ = match depacketizer {
+            Depacketizer::H264(inner) => inner.push(packet),
+            Depacketizer::H265(inner) => inner.push(packet),
+            Depacketizer::Aac(inner) => inner.push(packet),
+        };
+        self.pull_frames(index);
+    }
+
+    fn pull_frames(&mut self, index: usize) {
+        let Some(track) = self.in_tracks.get_mut(index) else {
+            return;
+        };
+        loop {
+            let frame = match &mut track.depacketizer {
+                Some(Depacketizer::H264(inner)) => inner.pull(),
+                Some(Depacketizer::H265(inner)) => inner.pull(),
+                Some(Depacketizer::Aac(inner)) => inner.pull(),
+                None => None,
+            };
+            let Some(frame) = frame else {
+                return;
+            };
+            if let Some(config) = in_band_config(track) {
+                self.events
+                    .push_back(SessionEvent::Media(Media::Config(config)));
+            }
+            self.events
+                .push_back(SessionEvent::Media(Media::Frame(frame)));
+        }
+    }
+
+    fn flush_depacketizers(&mut self) {
+        for index in 0..self.in_tracks.len() {
+            if let Some(track) = self.in_tracks.get_mut(index) {
+                let _ = match &mut track.depacketizer {
+                    Some(Depacketizer::H264(inner)) => inner.flush(),
+                    Some(Depacketizer::H265(inner)) => inner.flush(),
+                    Some(Depacketizer::Aac(inner)) => inner.flush(),
+                    None => Ok(()),
+                };
+            }
+            self.pull_frames(index);
+        }
+    }
+
+    fn reject_status(&self, why: Rejection) -> (u16, &'static str) {
+        match (self.state, why) {
+            (_, Rejection::NotFound) => (404, "Not Found"),
+            (_, Rejection::Unavailable) => (503, "Service Unavailable"),
+            (State::AnnounceRequested, Rejection::AlreadyPublishing) => {
+                (406, "Not Acceptable (stream already publishing)")
+            }
+            _ => (400, "Bad Request (invalid stream name)"),
+        }
+    }
+}
+
+/// A response to `request` with our `Server` header.
+fn reply(request: &Request, status: u16, reason: &str) -> Response {
+    Response::to(request, status, reason).header("Server", SERVER_NAME)
+}
+
+/// The path of an RTSP URL: no scheme, authority, query or surrounding slashes.
+fn url_path(uri: &str) -> &str {
+    let uri = uri.split(['?', '#']).next().unwrap_or(uri);
+    let path = match uri.find("://") {
+        Some(at) => {
+            let rest = uri.get(at + 3..).unwrap_or_default();
+            rest.find('/')
+                .and_then(|slash| rest.get(slash..))
+                .unwrap_or_default()
+        }
+        None => uri,
+    };
+    path.trim_matches('/')
+}
+
+/// The request URL without query, ending in one `/`, as `Content-Base` and the base of
+/// relative track controls.
+fn base_url(uri: &str) -> String {
+    let uri = uri.split(['?', '#']).next().unwrap_or(uri);
+    let mut base = String::from(uri.trim_end_matches('/'));
+    base.push('/');
+    base
+}
+
+/// `app` and `stream` (which may hold further slashes) of a stream path.
+fn split_stream(path: &str) -> (String, String) {
+    match path.split_once('/') {
+        Some((app, stream)) => (String::from(app), String::from(stream)),
+        None => (String::from(path), String::new()),
+    }
+}
+
+/// The track a SETUP URL path names: the one whose control resolves to it (preferring one not
+/// set up yet), else the number at the end of `trackID=N`-style controls other servers give.
+fn select_track<'a>(
+    path: &str,
+    tracks: impl Iterator<Item = (&'a str, bool)> + Clone,
+) -> Option<usize> {
+    let mut matching = tracks
+        .clone()
+        .enumerate()
+        .filter(|(_, (control, _))| *control == path);
+    let first = matching.clone().next().map(|(i, _)| i);
+    if let Some((index, _)) = matching.find(|(_, (_, set_up))| !set_up) {
+        return Some(index);
+    }
+    if first.is_some() {
+        return first;
+    }
+    let last = path.rsplit('/').next().unwrap_or(path);
+    let (_, number) = last.split_once('=')?;
+    let index: usize = number.parse().ok()?;
+    (index < tracks.count()).then_some(index)
+}
+
+/// A publisher's track from its media section.
+fn in_track(media: &MediaDescription, base: &str) -> InTrack {
+    let (codec, config) = match &media.codec {
+        SdpCodec::H264 { .. } => (Some(InCodec::H264), media.track_config()),
+        SdpCodec::H265 { vps, sps, pps } => {
+            let config = match (vps.first(), sps.first(), pps.first()) {
+                (Some(vps), Some(sps), Some(pps)) => {
+                    HevcConfig::from_parameter_sets(vps.clone(), sps.clone(), pps.clone())
+                        .ok()
+                        .map(TrackConfig::Hevc)
+                }
+                _ => None,
+            };
+            (Some(InCodec::H265), config)
+        }
+        SdpCodec::Aac { .. } if media.clock_rate > 0 => (Some(InCodec::Aac), media.track_config()),
+        _ => (None, None),
+    };
+    let clock_rate = match (codec, media.clock_rate) {
+        (Some(InCodec::H264 | InCodec::H265), _) | (_, 0) => VIDEO_CLOCK_RATE,
+        (_, rate) => rate,
+    };
+    InTrack {
+        codec,
+        clock_rate,
+        config,
+        control_path: String::from(url_path(&media.control_url(base))),
+        channels: None,
+        depacketizer: None,
+        sender_report: None,
+        generation: 0,
+    }
+}
+
+/// A new configuration when the parameter sets seen in-band differ from the track's.
+fn in_band_config(track: &mut InTrack) -> Option<TrackConfig> {
+    let sets = match &track.depacketizer {
+        Some(Depacketizer::H264(inner)) => inner.parameter_sets(),
+        Some(Depacketizer::H265(inner)) => inner.parameter_sets(),
+        _ => return None,
+    };
+    if sets.generation == track.generation {
+        return None;
+    }
+    track.generation = sets.generation;
+    let config = match (track.codec, &sets.vps, &sets.sps, &sets.pps) {
+        (Some(InCodec::H264), _, Some(sps), Some(pps)) => {
+            AvcConfig::from_parameter_sets(sps.clone(), pps.clone())
+                .ok()
+                .map(TrackConfig::Avc)
+        }
+        (Some(InCodec::H265), Some(vps), Some(sps), Some(pps)) => {
+            HevcConfig::from_parameter_sets(vps.clone(), sps.clone(), pps.clone())
+                .ok()
+                .map(TrackConfig::Hevc)
+        }
+        _ => None,
+    }?;
+    if track.config.as_ref() == Some(&config) {
+        return None;
+    }
+    track.config = Some(config.clone());
+    Some(config)
+}
+
+impl LiveSession for RtspServerSession {
+    type Error = RtspServerError;
+
+    fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtspServerError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        self.now = now;
+        self.last_activity = now;
+        if self.closed {
+            input.clear();
+            return Ok(());
+        }
+        let result = self.process(input);
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+            self.stop();
+            self.close("malformed input");
+        }
+        result
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn accept_publish(&mut self) {
+        if self.state != State::AnnounceRequested {
+            return;
+        }
+        let Some(request) = self.pending.take() else {
+            return;
+        };
+        self.state = State::Announced;
+        self.respond(&reply(&request, 200, "OK"));
+        for track in &self.in_tracks {
+            if let Some(config) = &track.config {
+                self.events
+                    .push_back(SessionEvent::Media(Media::Config(config.clone())));
+            }
+        }
+        self.run_queued();
+    }
+
+    fn accept_play(&mut self) {
+        if self.state == State::DescribeRequested {
+            self.state = State::DescribeAccepted { since: self.now };
+        }
+    }
+
+    fn reject(&mut self, why: Rejection) {
+        if !matches!(
+            self.state,
+            State::DescribeRequested | State::AnnounceRequested
+        ) {
+            return;
+        }
+        let (status, reason) = self.reject_status(why);
+        if let Some(request) = self.pending.take() {
+            self.respond(&reply(&request, status, reason));
+        }
+        self.close(reason);
+    }
+
+    fn send_media(&mut self, media: &Media) {
+        if let Media::Frame(frame) = media {
+            if self.state.is_player() {
+                self.latest_dts = Some(frame.dts);
+            }
+        }
+        match self.state {
+            State::DescribeAccepted { .. } => self.collect_for_describe(media),
+            State::Described | State::Playing | State::Paused => match media {
+                Media::Config(config) => self.update_config(config),
+                Media::Frame(frame) if self.state == State::Described => self.hold(frame),
+                Media::Frame(frame) if self.state == State::Playing => self.send_frame(frame),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn end_of_stream(&mut self) {
+        match self.state {
+            State::DescribeAccepted { .. } => {
+                if let Some(request) = self.pending.take() {
+                    self.respond(&reply(&request, 404, "Not Found"));
+                }
+                self.close("stream ended");
+            }
+            State::Described | State::Playing | State::Paused => {
+                self.send_byes();
+                self.close("stream ended");
+            }
+            _ => {}
+        }
+    }
+
+    fn transmit(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        let idle = self.last_activity + self.config.session_timeout_ms;
+        match self.state {
+            _ if self.closed => None,
+            State::Init => Some(self.started + self.config.setup_timeout_ms),
+            State::DescribeRequested | State::AnnounceRequested | State::Done => None,
+            State::DescribeAccepted { since } => {
+                Some(idle.min(since + self.config.describe_timeout_ms))
+            }
+            State::Playing => Some(self.next_report.map_or(idle, |report| report.min(idle))),
+            _ => Some(idle),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        self.now = now;
+        if self.closed {
+            return;
+        }
+        if self.state == State::Init && now >= self.started + self.config.setup_timeout_ms {
+            return self.close("setup timeout");
+        }
+        if matches!(
+            self.state,
+            State::DescribeRequested | State::AnnounceRequested
+        ) {
+            return;
+        }
+        if now >= self.last_activity + self.config.session_timeout_ms {
+            self.stop();
+            return self.close("session timeout");
+        }
+        if let State::DescribeAccepted { since } = self.state {
+            if now >= since + self.config.describe_timeout_ms {
+                self.answer_describe();
+            }
+        }
+        if self.state == State::Playing && self.next_report.is_some_and(|at| now >= at) {
+            self.send_reports();
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self.state {
+            State::Playing | State::Recording => Phase::Media,
+            _ => Phase::Setup,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_paths_and_stream_names() {
+        assert_eq!(url_path("rtsp://127.0.0.1:8554/live/x"), "live/x");
+        assert_eq!(url_path("rtsp://h/live/x/?token=1"), "live/x");
+        assert_eq!(url_path("RTSP://h:1/live/x/trackID=1"), "live/x/trackID=1");
+        assert_eq!(url_path("rtsp://h"), "");
+        assert_eq!(url_path("*"), "*");
+        assert_eq!(base_url("rtsp://h/live/x?a=b"), "rtsp://h/live/x/");
+        assert_eq!(
+            split_stream("live/a/b"),
+            (String::from("live"), String::from("a/b"))
+        );
+        assert_eq!(split_stream("cam"), (String::from("cam"), String::new()));
+    }
+
+    #[test]
+    fn tracks_are_selected_by_control_or_trailing_number() {
+        let tracks = [("live/x/trackID=0", false), ("live/x/trackID=1", false)];
+        assert_eq!(
+            select_track("live/x/trackID=1", tracks.iter().copied()),
+            Some(1)
+        );
+        assert_eq!(
+            select_track("live/x/streamid=0", tracks.iter().copied()),
+            Some(0)
+        );
+        assert_eq!(
+            select_track("live/x/streamid=2", tracks.iter().copied()),
+            None
+        );
+        assert_eq!(select_track("live/x", tracks.iter().copied()), None);
+        // Controls that all resolve to the aggregate URL are taken in order.
+        let same = [("live/x", true), ("live/x", false)];
+        assert_eq!(select_track("live/x", same.iter().copied()), Some(1));
+    }
+}

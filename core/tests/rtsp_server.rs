@@ -1,0 +1,985 @@
+//! The RTSP server session driven with ffmpeg's captured requests and with hand-built
+//! sessions whose RTP comes from the core's own packetizers, checked by depacketizing what the
+//! session sends.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mediakit_core::media::nal::to_length_prefixed;
+use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, TrackConfig};
+use mediakit_core::rtcp::{self, NtpTimestamp, RtcpPacket, SenderReport};
+use mediakit_core::rtp::{
+    AacDepacketizer, AacPacketizer, DepacketizerConfig, H264Depacketizer, H264Packetizer,
+    PacketizerConfig, RtpPacket, RtpPacketOut,
+};
+use mediakit_core::rtsp::message::interleaved_header;
+use mediakit_core::rtsp::{
+    Input, Method, Request, Response, RtpInfo, RtspDecoder, RtspServerConfig, RtspServerSession,
+};
+use mediakit_core::sdp::{SdpCodec, SessionDescription};
+use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
+use mediakit_core::Millis;
+use proptest::prelude::*;
+
+const PUBLISH_TCP: &[u8] = include_bytes!("../src/rtsp/testdata/ffmpeg_publish_tcp.bin");
+const PLAY_UDP: &[u8] = include_bytes!("../src/rtsp/testdata/ffmpeg_play_udp.bin");
+/// ffmpeg captures from the RTSP message fuzz corpus, after the byte that picks the fuzzer's
+/// read size.
+const PLAY_TCP: &[u8] = include_bytes!("../../fuzz/corpus/rtsp_message/ffmpeg_play_tcp");
+const PUBLISH_H265_HEAD: &[u8] =
+    include_bytes!("../../fuzz/corpus/rtsp_message/ffmpeg_publish_h265_head");
+
+fn corpus(seed: &[u8]) -> &[u8] {
+    &seed[1..]
+}
+
+/// The seed whose session id is the `12345678` ffmpeg echoes in the captures.
+const CAPTURE_SEED: u64 = 0x1234_5678;
+const URL: &str = "rtsp://127.0.0.1:8554/live/cam";
+
+const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50];
+const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb];
+
+fn avc() -> TrackConfig {
+    TrackConfig::Avc(
+        AvcConfig::from_parameter_sets(Bytes::from_static(SPS), Bytes::from_static(PPS)).unwrap(),
+    )
+}
+
+fn aac() -> TrackConfig {
+    TrackConfig::Aac(AacConfig::new(2, 44_100, 2).unwrap())
+}
+
+fn session() -> RtspServerSession {
+    RtspServerSession::new(RtspServerConfig::default(), Millis(0), CAPTURE_SEED)
+}
+
+/// A video access unit: keyframes optionally carry SPS and PPS; slices are `size` bytes.
+fn video(dts: i64, keyframe: bool, with_sets: bool, size: usize) -> Frame {
+    let mut slice = vec![if keyframe { 0x65 } else { 0x41 }, 0x88];
+    slice.extend((0..size).map(|i| (i * 7 + dts as usize) as u8));
+    let units: Vec<&[u8]> = if with_sets {
+        vec![SPS, PPS, &slice]
+    } else {
+        vec![&slice]
+    };
+    Frame {
+        codec: Codec::H264,
+        dts,
+        pts: dts,
+        keyframe,
+        payload: to_length_prefixed(units),
+    }
+}
+
+fn audio(dts: i64) -> Frame {
+    Frame {
+        codec: Codec::Aac,
+        dts,
+        pts: dts,
+        keyframe: true,
+        payload: Bytes::from(vec![0x21, (dts % 251) as u8, 0x5a, 0x10, 7]),
+    }
+}
+
+/// Two seconds of media in decoding order: video at 25 fps with a keyframe every second,
+/// AAC frames every 23 ms, starting at `audio_start`.
+fn media(audio_start: i64) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = (0..50)
+        .map(|i| {
+            let key = i % 25 == 0;
+            video(i * 40, key, key, if key { 3000 } else { 300 })
+        })
+        .collect();
+    frames.extend((0..80).map(|i| audio(audio_start + i * 23)));
+    frames.sort_by_key(|frame| (frame.dts, frame.codec == Codec::Aac));
+    frames
+}
+
+fn request(method: Method, uri: &str, cseq: u32) -> Request {
+    Request::new(method, uri).header("CSeq", &cseq.to_string())
+}
+
+fn encode(request: &Request) -> BytesMut {
+    let mut out = BytesMut::new();
+    request.encode(&mut out);
+    out
+}
+
+/// Feeds bytes and returns the events that follow.
+fn feed(session: &mut RtspServerSession, now: u64, bytes: &[u8]) -> Vec<SessionEvent> {
+    let mut input = BytesMut::from(bytes);
+    session.handle_input(Millis(now), &mut input).unwrap();
+    assert!(input.is_empty());
+    events(session)
+}
+
+fn events(session: &mut RtspServerSession) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| session.poll_event()).collect()
+}
+
+/// Everything the session queued, decoded as a client reads it.
+fn output(session: &mut RtspServerSession) -> Vec<Input> {
+    let out = session.transmit();
+    let mut bytes = BytesMut::new();
+    for segment in out.segments() {
+        bytes.put_slice(segment);
+    }
+    let queued = out.queued_bytes();
+    out.advance(queued);
+    let decoder = RtspDecoder::default();
+    let mut items = Vec::new();
+    while let Some(item) = decoder.decode(&mut bytes).unwrap() {
+        items.push(item);
+    }
+    assert!(bytes.is_empty(), "a partial item was queued");
+    items
+}
+
+fn responses(items: &[Input]) -> Vec<&Response> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Input::Response(response) => Some(response),
+            _ => None,
+        })
+        .collect()
+}
+
+fn statuses(items: &[Input]) -> Vec<(u16, Option<u32>)> {
+    responses(items)
+        .iter()
+        .map(|r| (r.status, r.cseq()))
+        .collect()
+}
+
+fn media_events(events: &[SessionEvent]) -> Vec<Media> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::Media(media) => Some(media.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn interleave(out: &mut BytesMut, channel: u8, packet: &[u8]) {
+    out.put_slice(&interleaved_header(channel, packet.len()).unwrap());
+    out.put_slice(packet);
+}
+
+fn packet_bytes(packets: &[RtpPacketOut], channel: u8, out: &mut BytesMut) {
+    for packet in packets {
+        interleave(out, channel, &packet.to_bytes());
+    }
+}
+
+/// A publisher: the ANNOUNCE/SETUP/RECORD requests, then the RTP for `frames` (and sender
+/// reports first when `reports` is set) as one byte stream.
+struct Publisher {
+    video: H264Packetizer,
+    audio: AacPacketizer,
+}
+
+impl Publisher {
+    fn new() -> Self {
+        let config = |pt, ssrc, seq, ts| PacketizerConfig {
+            payload_type: pt,
+            ssrc,
+            initial_sequence: seq,
+            initial_timestamp: ts,
+            insert_parameter_sets: false,
+            ..PacketizerConfig::default()
+        };
+        Self {
+            video: H264Packetizer::new(config(96, 11, 65_000, 4_000_000_000)),
+            audio: AacPacketizer::new(&config(97, 22, 100, 77), 44_100),
+        }
+    }
+
+    fn setup_requests() -> BytesMut {
+        let sdp = SessionDescription::from_tracks(&[avc(), aac()], "test").to_string();
+        let mut wire = BytesMut::new();
+        let announce = request(Method::Announce, URL, 1)
+            .header("Content-Type", "application/sdp")
+            .body(Bytes::from(sdp));
+        wire.put(encode(&announce));
+        for (cseq, track) in [(2, 0), (3, 1)] {
+            let setup = request(Method::Setup, &format!("{URL}/trackID={track}"), cseq).header(
+                "Transport",
+                &format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
+                    track * 2,
+                    track * 2 + 1
+                ),
+            );
+            let setup = if cseq == 3 {
+                setup.header("Session", "12345678")
+            } else {
+                setup
+            };
+            wire.put(encode(&setup));
+        }
+        let record = request(Method::Record, URL, 4)
+            .header("Session", "12345678")
+            .header("Range", "npt=0.000-");
+        wire.put(encode(&record));
+        wire
+    }
+
+    /// Sender reports putting media time `video_ms` / `audio_ms` at the same NTP instant.
+    fn reports(&self, video_ms: i64, audio_ms: i64) -> BytesMut {
+        let mut wire = BytesMut::new();
+        let ntp = NtpTimestamp::from_unix_micros(1_700_000_000_000_000);
+        for (channel, ssrc, rtp) in [
+            (1, 11, self.video.clock().timestamp(video_ms)),
+            (3, 22, self.audio.clock().timestamp(audio_ms)),
+        ] {
+            let mut packet = BytesMut::new();
+            SenderReport {
+                ssrc,
+                ntp,
+                rtp_timestamp: rtp,
+                packet_count: 0,
+                octet_count: 0,
+                reports: Vec::new(),
+            }
+            .encode(&mut packet);
+            interleave(&mut wire, channel, &packet);
+        }
+        wire
+    }
+
+    fn rtp(&mut self, frames: &[Frame]) -> BytesMut {
+        let mut wire = BytesMut::new();
+        let mut arena = BytesMut::new();
+        for frame in frames {
+            let mut packets = Vec::new();
+            let channel = match frame.codec {
+                Codec::H264 => {
+                    self.video
+                        .packetize(frame, &mut arena, &mut packets)
+                        .unwrap();
+                    0
+                }
+                _ => {
+                    self.audio
+                        .packetize(frame, &mut arena, &mut packets)
+                        .unwrap();
+                    2
+                }
+            };
+            packet_bytes(&packets, channel, &mut wire);
+        }
+        wire
+    }
+}
+
+fn accept_all(session: &mut RtspServerSession, events: &[SessionEvent]) {
+    for event in events {
+        match event {
+            SessionEvent::PublishRequested { .. } => session.accept_publish(),
+            SessionEvent::PlayRequested { .. } => session.accept_play(),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a whole publish given as one byte stream cut at `cuts`, accepting the publish.
+fn run_publish(wire: &[u8], cuts: &[usize]) -> Vec<SessionEvent> {
+    let mut session = session();
+    let mut all = Vec::new();
+    let mut buffer = BytesMut::new();
+    let mut fed = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    points.push(wire.len());
+    points.sort_unstable();
+    for (i, cut) in points.into_iter().enumerate() {
+        buffer.put_slice(&wire[fed..cut]);
+        fed = cut;
+        session.handle_input(Millis(i as u64), &mut buffer).unwrap();
+        let new = events(&mut session);
+        accept_all(&mut session, &new);
+        all.extend(new);
+        all.extend(events(&mut session));
+    }
+    assert!(buffer.is_empty());
+    all
+}
+
+fn frames_of(media: &[Media], codec: Codec) -> Vec<Frame> {
+    media
+        .iter()
+        .filter_map(|m| match m {
+            Media::Frame(frame) if frame.codec == codec => Some(frame.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn publish_flow_gives_configs_then_the_frames_sent() {
+    let frames = media(0);
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.rtp(&frames));
+    let mut session = session();
+    let events = feed(&mut session, 0, &wire);
+    assert_eq!(
+        events,
+        [SessionEvent::PublishRequested {
+            app: "live".into(),
+            stream: "cam".into()
+        }]
+    );
+    // Nothing is answered or read on until the server decides.
+    assert!(output(&mut session).is_empty());
+    session.accept_publish();
+    let items = output(&mut session);
+    assert_eq!(
+        statuses(&items),
+        [
+            (200, Some(1)),
+            (200, Some(2)),
+            (200, Some(3)),
+            (200, Some(4))
+        ]
+    );
+    let setup = responses(&items)[1];
+    assert_eq!(setup.headers.get("Session"), Some("12345678;timeout=60"));
+    assert_eq!(
+        setup.headers.get("Transport"),
+        Some("RTP/AVP/TCP;unicast;interleaved=0-1;mode=record")
+    );
+    assert_eq!(session.phase(), Phase::Media);
+    let events = self::events(&mut session);
+    let media = media_events(&events);
+    assert_eq!(media[0], Media::Config(avc()));
+    assert_eq!(media[1], Media::Config(aac()));
+    let expected_video: Vec<Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::H264)
+        .cloned()
+        .collect();
+    let expected_audio: Vec<Frame> = frames
+        .iter()
+        .filter(|f| f.codec == Codec::Aac)
+        .cloned()
+        .collect();
+    assert_eq!(frames_of(&media, Codec::H264), expected_video);
+    assert_eq!(frames_of(&media, Codec::Aac), expected_audio);
+    // In-band SPS/PPS equal to the SDP's are not announced again.
+    assert_eq!(
+        media
+            .iter()
+            .filter(|m| matches!(m, Media::Config(_)))
+            .count(),
+        2
+    );
+    // TEARDOWN ends the publish.
+    let events = feed(
+        &mut session,
+        10,
+        &encode(&request(Method::Teardown, URL, 5).header("Session", "12345678")),
+    );
+    assert_eq!(
+        events,
+        [
+            SessionEvent::PublishStopped,
+            SessionEvent::Closed { reason: "teardown" }
+        ]
+    );
+    assert_eq!(statuses(&output(&mut session)), [(200, Some(5))]);
+}
+
+#[test]
+fn sender_reports_align_tracks_that_start_apart() {
+    // Audio starts 100 ms after video; without reports both would start at 0.
+    let frames = media(100);
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.reports(0, 0));
+    wire.put(publisher.rtp(&frames));
+    let events = run_publish(&wire, &[]);
+    let media = media_events(&events);
+    let audio = frames_of(&media, Codec::Aac);
+    assert_eq!(audio.first().map(|f| f.dts), Some(100));
+    let expected: Vec<i64> = (0..80).map(|i| 100 + i * 23).collect();
+    assert_eq!(audio.iter().map(|f| f.dts).collect::<Vec<_>>(), expected);
+    assert_eq!(frames_of(&media, Codec::H264)[1].dts, 40);
+
+    let events = run_publish(
+        &[Publisher::setup_requests(), Publisher::new().rtp(&frames)].concat(),
+        &[],
+    );
+    assert_eq!(
+        frames_of(&media_events(&events), Codec::Aac)[0].dts,
+        0,
+        "without reports each track starts at 0"
+    );
+}
+
+#[test]
+fn in_band_parameter_sets_that_change_give_a_new_config() {
+    let new_sps: &[u8] = &[0x67, 0x4d, 0x00, 0x28, 0xaa, 0xbb];
+    let mut keyframe = video(40, true, false, 100);
+    let slice = keyframe.payload.slice(4..);
+    keyframe.payload = to_length_prefixed([new_sps, PPS, &slice[..]]);
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.rtp(&[video(0, true, true, 100), keyframe.clone()]));
+    let media = media_events(&run_publish(&wire, &[]));
+    let expected = TrackConfig::Avc(
+        AvcConfig::from_parameter_sets(Bytes::from_static(new_sps), Bytes::from_static(PPS))
+            .unwrap(),
+    );
+    let kinds: Vec<&str> = media
+        .iter()
+        .map(|m| match m {
+            Media::Config(_) => "config",
+            Media::Frame(_) => "frame",
+            Media::Metadata(_) => "metadata",
+        })
+        .collect();
+    assert_eq!(kinds, ["config", "config", "frame", "config", "frame"]);
+    assert_eq!(media[3], Media::Config(expected));
+    assert_eq!(media[4], Media::Frame(keyframe));
+}
+
+#[test]
+fn ffmpeg_publish_capture_replays() {
+    let mut session = session();
+    let events = feed(&mut session, 0, PUBLISH_TCP);
+    assert_eq!(
+        events,
+        [SessionEvent::PublishRequested {
+            app: "live".into(),
+            stream: "x".into()
+        }]
+    );
+    session.accept_publish();
+    assert_eq!(
+        statuses(&output(&mut session)),
+        (1..=5).map(|cseq| (200, Some(cseq))).collect::<Vec<_>>()
+    );
+    let media = media_events(&self::events(&mut session));
+    match (&media[0], &media[1]) {
+        (Media::Config(TrackConfig::Avc(avc)), Media::Config(TrackConfig::Aac(aac))) => {
+            assert_eq!((avc.profile, avc.level), (0x64, 0x0d));
+            assert_eq!((aac.sample_rate, aac.channels), (44_100, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The capture holds the first keyframe (x264's SEI, then the IDR) and ends before audio.
+    let video = frames_of(&media, Codec::H264);
+    assert_eq!(video.len(), 1);
+    assert!(video[0].keyframe);
+    assert_eq!((video[0].dts, video[0].payload.len()), (0, 4845));
+    assert!(frames_of(&media, Codec::Aac).is_empty());
+}
+
+#[test]
+fn ffmpeg_h265_publish_head_gives_an_hevc_config() {
+    let mut session = session();
+    // The capture stops inside an interleaved frame: that tail waits for more input.
+    let mut input = BytesMut::from(corpus(PUBLISH_H265_HEAD));
+    session.handle_input(Millis(0), &mut input).unwrap();
+    assert!(input.len() < 1400);
+    let events = self::events(&mut session);
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::PublishRequested { .. }]
+    ));
+    session.accept_publish();
+    let media = media_events(&self::events(&mut session));
+    match media.first() {
+        Some(Media::Config(TrackConfig::Hevc(hevc))) => {
+            assert_eq!(hevc.profile, 1);
+            assert_eq!(HevcConfig::parse(hevc.record.clone()).as_ref(), Ok(hevc));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        media.get(1),
+        Some(Media::Config(TrackConfig::Aac(_)))
+    ));
+}
+
+/// A player: drives DESCRIBE/SETUP/PLAY and depacketizes what comes back.
+struct Player {
+    session: RtspServerSession,
+    base: String,
+    video: Option<H264Depacketizer>,
+    audio: Option<AacDepacketizer>,
+    frames: Vec<Frame>,
+    reports: Vec<(u8, SenderReport)>,
+    video_packets: u32,
+}
+
+impl Player {
+    /// DESCRIBE, accepted, answered once `snapshot` has been sent; returns the SDP.
+    fn describe(snapshot: &[Media]) -> (Self, SessionDescription) {
+        let mut session = session();
+        let events = feed(&mut session, 0, &encode(&request(Method::Describe, URL, 1)));
+        assert_eq!(
+            events,
+            [SessionEvent::PlayRequested {
+                app: "live".into(),
+                stream: "cam".into()
+            }]
+        );
+        session.accept_play();
+        let mut answered = false;
+        let mut sdp = None;
+        for item in snapshot {
+            session.send_media(item);
+            let items = output(&mut session);
+            if let Some(response) = responses(&items).first() {
+                assert!(!answered);
+                assert_eq!((response.status, response.cseq()), (200, Some(1)));
+                assert_eq!(
+                    response.headers.get("Content-Base"),
+                    Some("rtsp://127.0.0.1:8554/live/cam/")
+                );
+                sdp = Some(SessionDescription::parse(&response.body).unwrap());
+                answered = true;
+            }
+        }
+        let sdp = sdp.expect("DESCRIBE answered");
+        let player = Self {
+            session,
+            base: "rtsp://127.0.0.1:8554/live/cam/".into(),
+            video: None,
+            audio: None,
+            frames: Vec::new(),
+            reports: Vec::new(),
+            video_packets: 0,
+        };
+        (player, sdp)
+    }
+
+    fn setup_and_play(&mut self, sdp: &SessionDescription) {
+        for (i, media) in sdp.media.iter().enumerate() {
+            let setup = request(Method::Setup, &media.control_url(&self.base), 2 + i as u32)
+                .header(
+                    "Transport",
+                    &format!("RTP/AVP/TCP;unicast;interleaved={}-{}", i * 2, i * 2 + 1),
+                );
+            let setup = if i > 0 {
+                setup.header("Session", self.session.session_id())
+            } else {
+                setup
+            };
+            feed(&mut self.session, 1, &encode(&setup));
+            let items = output(&mut self.session);
+            let response = responses(&items)[0];
+            assert_eq!(response.status, 200);
+            assert_eq!(response.headers.get("Session"), Some("12345678;timeout=60"));
+        }
+        let play = request(Method::Play, &self.base, 9)
+            .header("Session", "12345678")
+            .header("Range", "npt=0.000-");
+        feed(&mut self.session, 2, &encode(&play));
+        assert_eq!(self.session.phase(), Phase::Media);
+        let items = output(&mut self.session);
+        let response = responses(&items)[0];
+        assert_eq!((response.status, response.cseq()), (200, Some(9)));
+        assert_eq!(response.headers.get("Range"), Some("npt=0.000-"));
+        let info = RtpInfo::parse_header(response.headers.get("RTP-Info").unwrap(), 4).unwrap();
+        assert_eq!(info.len(), sdp.media.len());
+        for (entry, media) in info.iter().zip(&sdp.media) {
+            assert_eq!(entry.url, media.control_url(&self.base));
+            let config = DepacketizerConfig {
+                timestamp_origin: entry.rtptime,
+                ..DepacketizerConfig::default()
+            };
+            match &media.codec {
+                SdpCodec::H264 { .. } => self.video = Some(H264Depacketizer::new(&config)),
+                SdpCodec::Aac { sample_rate, .. } => {
+                    self.audio = Some(AacDepacketizer::new(&config, *sample_rate))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        self.receive(&items);
+    }
+
+    fn receive(&mut self, items: &[Input]) {
+        for item in items {
+            let Input::Interleaved { channel, payload } = item else {
+                continue;
+            };
+            if channel % 2 == 1 {
+                for packet in rtcp::parse_compound(payload).unwrap() {
+                    if let RtcpPacket::SenderReport(report) = packet {
+                        self.reports.push((*channel, report));
+                    }
+                }
+                continue;
+            }
+            let packet = RtpPacket::parse(payload).unwrap();
+            match channel {
+                0 => {
+                    self.video_packets += 1;
+                    let depacketizer = self.video.as_mut().unwrap();
+                    depacketizer.push(packet).unwrap();
+                    self.frames
+                        .extend(std::iter::from_fn(|| depacketizer.pull()));
+                }
+                _ => {
+                    let depacketizer = self.audio.as_mut().unwrap();
+                    depacketizer.push(packet).unwrap();
+                    self.frames
+                        .extend(std::iter::from_fn(|| depacketizer.pull()));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, media: &Media) {
+        self.session.send_media(media);
+        let items = output(&mut self.session);
+        self.receive(&items);
+    }
+}
+
+/// What a player gets for a frame: times relative to the start of play, keyframes with the
+/// parameter sets the packetizer puts before them.
+fn as_received(frame: &Frame, start: i64) -> Frame {
+    let mut frame = frame.clone();
+    frame.dts -= start;
+    frame.pts -= start;
+    if frame.codec == Codec::H264 && frame.keyframe {
+        let mut payload = to_length_prefixed([SPS, PPS]).to_vec();
+        payload.extend_from_slice(&frame.payload);
+        frame.payload = Bytes::from(payload);
+    }
+    frame
+}
+
+fn sorted(mut frames: Vec<Frame>) -> Vec<Frame> {
+    frames.sort_by_key(|f| (f.codec == Codec::Aac, f.dts));
+    frames
+}
+
+#[test]
+fn play_flow_sends_the_frames_given_to_send_media() {
+    // A live stream joined mid-way: the snapshot starts at a keyframe at 1000 ms.
+    let frames: Vec<Frame> = media(0)
+        .into_iter()
+        .filter(|frame| frame.dts >= 1000)
+        .map(|mut frame| {
+            if frame.codec == Codec::H264 && frame.keyframe {
+                frame = video(frame.dts, true, false, 3000);
+            }
+            frame
+        })
+        .collect();
+    let (gop, live) = frames.split_at(10);
+    let mut snapshot = vec![Media::Config(avc()), Media::Config(aac())];
+    snapshot.extend(gop.iter().cloned().map(Media::Frame));
+    // The DESCRIBE is answered as soon as both configurations are known.
+    let (mut player, sdp) = Player::describe(&snapshot[..2]);
+    assert_eq!(sdp.media.len(), 2);
+    assert!(matches!(sdp.media[0].codec, SdpCodec::H264 { .. }));
+    assert!(matches!(sdp.media[1].codec, SdpCodec::Aac { .. }));
+    for item in &snapshot[2..] {
+        player.send(item);
+    }
+    assert!(player.frames.is_empty(), "nothing is sent before PLAY");
+    player.setup_and_play(&sdp);
+    for frame in live {
+        player.send(&Media::Frame(frame.clone()));
+    }
+    let expected: Vec<Frame> = frames.iter().map(|f| as_received(f, 1000)).collect();
+    assert_eq!(sorted(player.frames.clone()), sorted(expected));
+    // Sender reports went out at PLAY, on the RTCP channels, on one NTP/RTP line.
+    let at_play: Vec<u8> = player.reports.iter().map(|(c, _)| *c).collect();
+    assert_eq!(at_play, [1, 3]);
+    player.session.handle_timeout(Millis(5_002));
+    let items = output(&mut player.session);
+    player.receive(&items);
+    assert_eq!(player.reports.len(), 4);
+    let (first, later) = (&player.reports[0].1, &player.reports[2].1);
+    assert_eq!(first.packet_count, 0);
+    assert_eq!(later.packet_count, player.video_packets);
+    // 5 s later on the same line: NTP and RTP (90 kHz) both advanced by 5 s.
+    assert_eq!(
+        later.rtp_timestamp.wrapping_sub(first.rtp_timestamp),
+        450_000
+    );
+    assert_eq!(
+        later.ntp.to_unix_micros() - first.ntp.to_unix_micros(),
+        5_000_000
+    );
+    assert_eq!(
+        player.session.poll_timeout(),
+        Some(Millis(5_002 + 5_000)),
+        "next report"
+    );
+}
+
+#[test]
+fn pause_stops_media_and_play_resumes_at_a_keyframe() {
+    let snapshot = [
+        Media::Config(avc()),
+        Media::Config(aac()),
+        Media::Frame(video(0, true, true, 10)),
+    ];
+    let (mut player, sdp) = Player::describe(&snapshot);
+    player.setup_and_play(&sdp);
+    assert_eq!(player.frames.len(), 1);
+    let pause = request(Method::Pause, URL, 20).header("Session", "12345678");
+    feed(&mut player.session, 3, &encode(&pause));
+    assert_eq!(statuses(&output(&mut player.session)), [(200, Some(20))]);
+    assert_eq!(player.session.phase(), Phase::Setup);
+    player.send(&Media::Frame(video(40, false, false, 10)));
+    assert_eq!(player.frames.len(), 1);
+    let play = request(Method::Play, URL, 21).header("Session", "12345678");
+    feed(&mut player.session, 4, &encode(&play));
+    assert_eq!(statuses(&output(&mut player.session)), [(200, Some(21))]);
+    player.send(&Media::Frame(video(80, false, false, 10)));
+    player.send(&Media::Frame(audio(90)));
+    assert_eq!(player.frames.len(), 1, "waits for a keyframe");
+    player.send(&Media::Frame(video(120, true, true, 10)));
+    assert_eq!(player.frames.len(), 2);
+    assert!(player.frames[1].keyframe);
+    let teardown = request(Method::Teardown, URL, 22).header("Session", "12345678");
+    let events = feed(&mut player.session, 5, &encode(&teardown));
+    assert_eq!(
+        events,
+        [
+            SessionEvent::PlayStopped,
+            SessionEvent::Closed { reason: "teardown" }
+        ]
+    );
+}
+
+#[test]
+fn ffmpeg_tcp_play_capture_is_served() {
+    let mut session = session();
+    let capture = corpus(PLAY_TCP);
+    let (head, rest) = capture.split_at(capture.windows(5).position(|w| w == b"SETUP").unwrap());
+    let events = feed(&mut session, 0, head);
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::PlayRequested { .. }]
+    ));
+    session.accept_play();
+    session.send_media(&Media::Config(avc()));
+    session.send_media(&Media::Config(aac()));
+    assert_eq!(
+        statuses(&output(&mut session)),
+        [(200, Some(1)), (200, Some(2))]
+    );
+    session.send_media(&Media::Frame(video(0, true, true, 100)));
+    // ffmpeg's SETUP URLs say streamid=N (the capture came from another server).
+    feed(&mut session, 1, rest);
+    let items = output(&mut session);
+    assert_eq!(
+        statuses(&items),
+        [(200, Some(3)), (200, Some(4)), (200, Some(5))]
+    );
+    assert!(items
+        .iter()
+        .any(|item| matches!(item, Input::Interleaved { channel: 0, .. })));
+}
+
+#[test]
+fn rejects_and_errors_are_answered() {
+    // DESCRIBE of a stream that is not there.
+    let mut s = session();
+    feed(&mut s, 0, &encode(&request(Method::Describe, URL, 7)));
+    s.reject(Rejection::NotFound);
+    assert_eq!(statuses(&output(&mut s)), [(404, Some(7))]);
+    assert!(matches!(
+        events(&mut s).as_slice(),
+        [SessionEvent::Closed { .. }]
+    ));
+
+    // A second publisher of a live name.
+    let mut s = session();
+    feed(&mut s, 0, &Publisher::setup_requests());
+    s.reject(Rejection::AlreadyPublishing);
+    let items = output(&mut s);
+    assert_eq!(statuses(&items), [(406, Some(1))]);
+    assert!(responses(&items)[0].reason.contains("already publishing"));
+
+    // ffmpeg with -rtsp_transport udp.
+    let mut s = session();
+    let describe_end = PLAY_UDP.windows(5).position(|w| w == b"SETUP").unwrap();
+    feed(&mut s, 0, &PLAY_UDP[..describe_end]);
+    s.accept_play();
+    s.send_media(&Media::Config(aac()));
+    s.send_media(&Media::Frame(audio(0)));
+    feed(&mut s, 1, &PLAY_UDP[describe_end..]);
+    assert_eq!(
+        statuses(&output(&mut s)),
+        [
+            (200, Some(1)),
+            (200, Some(2)),
+            (461, Some(3)),
+            (461, Some(4)),
+            (455, Some(5))
+        ]
+    );
+
+    // Unknown methods, other sessions, other streams, wrong states.
+    let mut s = session();
+    let mut wire = BytesMut::new();
+    wire.put(encode(&request(Method::from_token("FLY"), URL, 1)));
+    wire.put(encode(&request(Method::Play, URL, 2)));
+    wire.put(encode(
+        &request(Method::GetParameter, URL, 3).header("Session", "bogus"),
+    ));
+    wire.put(encode(&request(Method::GetParameter, URL, 4)));
+    wire.put(encode(&request(Method::Options, "*", 5)));
+    feed(&mut s, 0, &wire);
+    let items = output(&mut s);
+    assert_eq!(
+        statuses(&items),
+        [
+            (501, Some(1)),
+            (454, Some(2)),
+            (454, Some(3)),
+            (200, Some(4)),
+            (200, Some(5))
+        ]
+    );
+    assert!(responses(&items)[4]
+        .headers
+        .get("Public")
+        .unwrap()
+        .contains("GET_PARAMETER"));
+
+    // An ANNOUNCE with nothing we carry.
+    let mut s = session();
+    let sdp =
+        "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let announce = request(Method::Announce, URL, 1).body(Bytes::from(sdp));
+    assert!(feed(&mut s, 0, &encode(&announce)).is_empty());
+    assert_eq!(statuses(&output(&mut s)), [(415, Some(1))]);
+
+    // Garbage is an error that latches.
+    let mut s = session();
+    let mut input = BytesMut::from(&b"\x16\x03\x01 hello"[..]);
+    assert!(s.handle_input(Millis(0), &mut input).is_err());
+    assert!(s.handle_input(Millis(1), &mut BytesMut::new()).is_err());
+}
+
+#[test]
+fn requests_wait_while_describe_waits_for_the_server() {
+    let mut s = session();
+    let mut wire = encode(&request(Method::Describe, URL, 1));
+    wire.put(encode(&request(Method::Options, URL, 2)));
+    feed(&mut s, 0, &wire);
+    assert!(output(&mut s).is_empty());
+    s.accept_play();
+    assert!(output(&mut s).is_empty());
+    s.send_media(&Media::Config(avc()));
+    s.send_media(&Media::Frame(video(0, true, true, 10)));
+    assert_eq!(statuses(&output(&mut s)), [(200, Some(1)), (200, Some(2))]);
+}
+
+#[test]
+fn timeouts_close_idle_sessions() {
+    let mut s = session();
+    assert_eq!(s.poll_timeout(), Some(Millis(15_000)));
+    s.handle_timeout(Millis(15_000));
+    assert_eq!(
+        events(&mut s),
+        [SessionEvent::Closed {
+            reason: "setup timeout"
+        }]
+    );
+
+    let mut s = session();
+    let events_in = feed(&mut s, 0, &Publisher::setup_requests());
+    accept_all(&mut s, &events_in);
+    events(&mut s);
+    assert_eq!(s.poll_timeout(), Some(Millis(60_000)));
+    s.handle_timeout(Millis(60_000));
+    assert_eq!(
+        events(&mut s),
+        [
+            SessionEvent::PublishStopped,
+            SessionEvent::Closed {
+                reason: "session timeout"
+            }
+        ]
+    );
+
+    // An accepted DESCRIBE that never gets a configuration.
+    let mut s = session();
+    feed(&mut s, 0, &encode(&request(Method::Describe, URL, 1)));
+    s.accept_play();
+    assert_eq!(s.poll_timeout(), Some(Millis(10_000)));
+    s.handle_timeout(Millis(10_000));
+    assert_eq!(statuses(&output(&mut s)), [(404, Some(1))]);
+}
+
+fn publish_wire() -> Vec<u8> {
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.reports(0, 0));
+    let frames: Vec<Frame> = media(0).into_iter().take(40).collect();
+    wire.put(publisher.rtp(&frames));
+    wire.put(encode(
+        &request(Method::Teardown, URL, 9).header("Session", "12345678"),
+    ));
+    wire.to_vec()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_split_of_a_publish_gives_the_same_events(
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let wire = publish_wire();
+        let whole = run_publish(&wire, &[]);
+        prop_assert!(whole.len() > 20);
+        prop_assert_eq!(run_publish(&wire, &cuts), whole);
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_options_never_panic(
+        tail in proptest::collection::vec(any::<u8>(), 0..2048),
+        recording in any::<bool>(),
+    ) {
+        let mut s = session();
+        let mut wire = encode(&request(Method::Options, "*", 1));
+        if recording {
+            wire.put(Publisher::setup_requests());
+        }
+        let mut input = BytesMut::from(&wire[..]);
+        s.handle_input(Millis(0), &mut input).unwrap();
+        let requested = events(&mut s);
+        accept_all(&mut s, &requested);
+        let mut input = BytesMut::from(&tail[..]);
+        let _ = s.handle_input(Millis(1), &mut input);
+        events(&mut s);
+        s.handle_timeout(Millis(1_000_000));
+        output(&mut s);
+    }
+
+    #[test]
+    fn rtp_garbage_on_a_recording_session_never_panics(
+        packets in proptest::collection::vec(
+            (0u8..4, proptest::collection::vec(any::<u8>(), 0..200)), 0..40),
+    ) {
+        let mut s = session();
+        let mut input = Publisher::setup_requests();
+        s.handle_input(Millis(0), &mut input).unwrap();
+        let requested = events(&mut s);
+        accept_all(&mut s, &requested);
+        let mut wire = BytesMut::new();
+        for (channel, mut packet) in packets {
+            if let Some(first) = packet.first_mut() {
+                *first = 0x80 | (*first & 0x3f);
+            }
+            interleave(&mut wire, channel, &packet);
+        }
+        s.handle_input(Millis(1), &mut wire).unwrap();
+        events(&mut s);
+    }
+}
