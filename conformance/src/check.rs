@@ -46,7 +46,7 @@ pub fn assert_same_stream_within(
         want_view.len(),
         "{what}: {kind:?} packet count (exact)"
     );
-    let close = |a: i64, b: i64| (a - b).abs() <= tolerance_ms;
+    let close = |a: i64, b: i64| a.abs_diff(b) <= tolerance_ms.unsigned_abs();
     let same = |g: &(i64, Option<i64>, u64, bool), w: &(i64, Option<i64>, u64, bool)| {
         close(g.0, w.0)
             && match (g.1, w.1) {

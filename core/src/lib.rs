@@ -1,8 +1,10 @@
 //! # mediakit-core
 //!
 //! Sans-IO protocol state machines for a live media server: the media model, AMF0, RTMP
-//! (handshake, chunk stream, server and client sessions), FLV, HTTP request heads and the hub
-//! that fans one publisher out to many players.
+//! (handshake, chunk stream, server and client sessions), FLV, HTTP request heads, RTSP
+//! (messages, transport headers, a server session over TCP interleaved), SDP, RTP packetizers
+//! and depacketizers (H.264, H.265, AAC), RTCP, and the hub that fans one publisher out to
+//! many players.
 //!
 //! Nothing here performs I/O, starts a thread or reads a clock. Bytes from the network go in
 //! through `handle_input`-style methods, time goes in as a [`Millis`] argument, and what must be
