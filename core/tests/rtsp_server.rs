@@ -418,6 +418,25 @@ fn sender_reports_align_tracks_that_start_apart() {
 }
 
 #[test]
+fn a_track_reported_before_the_timeline_zero_starts_at_zero_not_below() {
+    // The audio report says audio time 23 ms was at the same instant as video time 0, so the
+    // first audio frame (audio time 0) maps 23 ms before video's first frame, which already
+    // went out at 0. It starts at 0 rather than at -23 ms: RTMP and FLV carry unsigned times.
+    let frames = media(0);
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.reports(0, 23));
+    wire.put(publisher.rtp(&frames));
+    let media = media_events(&run_publish(&wire, &[]));
+    let audio = frames_of(&media, Codec::Aac);
+    let expected: Vec<i64> = (0..80).map(|i| i * 23).collect();
+    assert_eq!(audio.iter().map(|f| f.dts).collect::<Vec<_>>(), expected);
+    assert!(media_events(&run_publish(&wire, &[]))
+        .iter()
+        .all(|m| !matches!(m, Media::Frame(frame) if frame.dts < 0 || frame.pts < 0)));
+}
+
+#[test]
 fn in_band_parameter_sets_that_change_give_a_new_config() {
     let new_sps: &[u8] = &[0x67, 0x4d, 0x00, 0x28, 0xaa, 0xbb];
     let mut keyframe = video(40, true, false, 100);

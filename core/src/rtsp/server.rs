@@ -965,7 +965,11 @@ impl RtspServerSession {
         let depacketizer = track.depacketizer.get_or_insert_with(|| {
             // With a sender report the timeline is the publisher's NTP clock, which keeps the
             // tracks aligned, with 0 at the first packet of the first track mapped this way;
-            // without one, the track starts at 0.
+            // without one, the track starts at 0. A track whose first packet maps before that
+            // zero also starts at 0: frames were already sent from the zero on, and negative
+            // timestamps are not representable downstream (RTMP and FLV carry u32). Publishers'
+            // reports are approximate anyway (ffmpeg's audio report runs one buffered AAC
+            // packet ahead), so this only costs the part of a frame that a player could not use.
             let timestamp = packet.header.timestamp;
             let origin = match track.sender_report {
                 Some((ntp_ms, rtp)) => {
@@ -973,9 +977,13 @@ impl RtspServerSession {
                     let since_report = i64::from(timestamp.wrapping_sub(rtp) as i32);
                     let packet_ntp = ntp_ms.saturating_add(clock.ticks_to_millis(since_report));
                     let base = *ntp_base.get_or_insert(packet_ntp);
-                    let ticks = clock.millis_to_ticks(ntp_ms.saturating_sub(base));
-                    // Modulo 2^32, as RTP timestamps are.
-                    rtp.wrapping_sub(ticks as u32)
+                    if packet_ntp < base {
+                        timestamp
+                    } else {
+                        let ticks = clock.millis_to_ticks(ntp_ms.saturating_sub(base));
+                        // Modulo 2^32, as RTP timestamps are.
+                        rtp.wrapping_sub(ticks as u32)
+                    }
                 }
                 None => timestamp,
             };
