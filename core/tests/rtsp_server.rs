@@ -11,6 +11,7 @@ use mediakit_core::rtp::{
     PacketizerConfig, RtpPacket, RtpPacketOut,
 };
 use mediakit_core::rtsp::message::interleaved_header;
+use mediakit_core::rtsp::server::SENDER_REPORT_TIMELINE_MARGIN_MS;
 use mediakit_core::rtsp::{
     Input, Method, Request, Response, RtpInfo, RtspDecoder, RtspServerConfig, RtspServerSession,
 };
@@ -401,10 +402,12 @@ fn sender_reports_align_tracks_that_start_apart() {
     let events = run_publish(&wire, &[]);
     let media = media_events(&events);
     let audio = frames_of(&media, Codec::Aac);
-    assert_eq!(audio.first().map(|f| f.dts), Some(100));
-    let expected: Vec<i64> = (0..80).map(|i| 100 + i * 23).collect();
+    // The timeline's zero lies the margin before the first packet (video's), see the session.
+    let zero = SENDER_REPORT_TIMELINE_MARGIN_MS;
+    assert_eq!(audio.first().map(|f| f.dts), Some(zero + 100));
+    let expected: Vec<i64> = (0..80).map(|i| zero + 100 + i * 23).collect();
     assert_eq!(audio.iter().map(|f| f.dts).collect::<Vec<_>>(), expected);
-    assert_eq!(frames_of(&media, Codec::H264)[1].dts, 40);
+    assert_eq!(frames_of(&media, Codec::H264)[1].dts, zero + 40);
 
     let events = run_publish(
         &[Publisher::setup_requests(), Publisher::new().rtp(&frames)].concat(),
@@ -418,20 +421,26 @@ fn sender_reports_align_tracks_that_start_apart() {
 }
 
 #[test]
-fn a_track_reported_before_the_timeline_zero_starts_at_zero_not_below() {
+fn a_track_that_starts_before_the_first_packet_keeps_its_offset() {
     // The audio report says audio time 23 ms was at the same instant as video time 0, so the
-    // first audio frame (audio time 0) maps 23 ms before video's first frame, which already
-    // went out at 0. It starts at 0 rather than at -23 ms: RTMP and FLV carry unsigned times.
+    // first audio frame (audio time 0) belongs 23 ms before video's first frame, which arrived
+    // first. The timeline's zero lies a margin before that first packet, so audio keeps its
+    // 23 ms lead and nothing goes negative (RTMP and FLV carry unsigned times).
     let frames = media(0);
     let mut publisher = Publisher::new();
     let mut wire = Publisher::setup_requests();
     wire.put(publisher.reports(0, 23));
     wire.put(publisher.rtp(&frames));
     let media = media_events(&run_publish(&wire, &[]));
-    let audio = frames_of(&media, Codec::Aac);
-    let expected: Vec<i64> = (0..80).map(|i| i * 23).collect();
-    assert_eq!(audio.iter().map(|f| f.dts).collect::<Vec<_>>(), expected);
-    assert!(media_events(&run_publish(&wire, &[]))
+    let zero = SENDER_REPORT_TIMELINE_MARGIN_MS;
+    let audio: Vec<i64> = frames_of(&media, Codec::Aac)
+        .iter()
+        .map(|f| f.dts)
+        .collect();
+    let expected: Vec<i64> = (0..80).map(|i| zero - 23 + i * 23).collect();
+    assert_eq!(audio, expected);
+    assert_eq!(frames_of(&media, Codec::H264)[0].dts, zero);
+    assert!(media
         .iter()
         .all(|m| !matches!(m, Media::Frame(frame) if frame.dts < 0 || frame.pts < 0)));
 }
@@ -491,7 +500,9 @@ fn ffmpeg_publish_capture_replays() {
     let video = frames_of(&media, Codec::H264);
     assert_eq!(video.len(), 1);
     assert!(video[0].keyframe);
-    assert_eq!((video[0].dts, video[0].payload.len()), (0, 4845));
+    // ffmpeg sends sender reports first, so the timeline is the reported one (see the session).
+    let zero = SENDER_REPORT_TIMELINE_MARGIN_MS;
+    assert_eq!((video[0].dts, video[0].payload.len()), (zero, 4845));
     assert!(frames_of(&media, Codec::Aac).is_empty());
 }
 

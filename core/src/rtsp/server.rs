@@ -48,6 +48,10 @@ const PUBLIC: &str =
 /// The `s=` of the SDP we answer DESCRIBE with, and the RTCP CNAME.
 const SERVER_NAME: &str = "mediakit";
 
+/// With publisher sender reports, how far before the first mapped packet the ingest timeline's
+/// zero lies: room for tracks that start a little before the first packet to arrive.
+pub const SENDER_REPORT_TIMELINE_MARGIN_MS: i64 = 1_000;
+
 /// Limits and settings of one server session.
 #[derive(Debug, Clone)]
 pub struct RtspServerConfig {
@@ -964,23 +968,23 @@ impl RtspServerSession {
         };
         let depacketizer = track.depacketizer.get_or_insert_with(|| {
             // With a sender report the timeline is the publisher's NTP clock, which keeps the
-            // tracks aligned, with 0 at the first packet of the first track mapped this way;
-            // without one, the track starts at 0. A track whose first packet maps before that
-            // zero also starts at 0: frames were already sent from the zero on, and negative
-            // timestamps are not representable downstream (RTMP and FLV carry u32). Publishers'
-            // reports are approximate anyway (ffmpeg's audio report runs one buffered AAC
-            // packet ahead), so this only costs the part of a frame that a player could not use.
+            // tracks aligned. Its zero lies `SENDER_REPORT_TIMELINE_MARGIN_MS` before the first
+            // packet mapped this way, so a track whose first frame belongs slightly earlier
+            // (audio primed ahead of video, say) keeps its true offset instead of going
+            // negative: RTMP and FLV carry unsigned times. A track that would still start
+            // before the zero starts at it. Without a report, the track starts at 0.
             let timestamp = packet.header.timestamp;
             let origin = match track.sender_report {
                 Some((ntp_ms, rtp)) => {
                     let clock = RtpClock::new(track.clock_rate, None);
                     let since_report = i64::from(timestamp.wrapping_sub(rtp) as i32);
                     let packet_ntp = ntp_ms.saturating_add(clock.ticks_to_millis(since_report));
-                    let base = *ntp_base.get_or_insert(packet_ntp);
-                    if packet_ntp < base {
+                    let zero = *ntp_base
+                        .get_or_insert(packet_ntp.saturating_sub(SENDER_REPORT_TIMELINE_MARGIN_MS));
+                    if packet_ntp < zero {
                         timestamp
                     } else {
-                        let ticks = clock.millis_to_ticks(ntp_ms.saturating_sub(base));
+                        let ticks = clock.millis_to_ticks(ntp_ms.saturating_sub(zero));
                         // Modulo 2^32, as RTP timestamps are.
                         rtp.wrapping_sub(ticks as u32)
                     }
