@@ -48,14 +48,17 @@ pub struct Server {
     pub rtmp_port: u16,
     /// The HTTP port.
     pub http_port: u16,
+    /// The RTSP port.
+    pub rtsp_port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    /// Starts `binary` on free ports with extra flags, and waits until both ports accept.
+    /// Starts `binary` on free ports with extra flags, and waits until every port accepts.
     pub fn start(binary: &PathBuf, extra_args: &[&str]) -> Server {
         let rtmp_port = free_port();
         let http_port = free_port();
+        let rtsp_port = free_port();
         let mut child = Command::new(binary)
             .args(["--bind", "127.0.0.1", "--workers", "2"])
             .args([
@@ -63,6 +66,8 @@ impl Server {
                 &rtmp_port.to_string(),
                 "--http-port",
                 &http_port.to_string(),
+                "--rtsp-port",
+                &rtsp_port.to_string(),
             ])
             .args(extra_args)
             .env("RUST_LOG", "info")
@@ -95,10 +100,11 @@ impl Server {
             child,
             rtmp_port,
             http_port,
+            rtsp_port,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [rtmp_port, http_port] {
+        for port in [rtmp_port, http_port, rtsp_port] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(
                     Instant::now() < deadline,
@@ -119,6 +125,11 @@ impl Server {
     /// `http://127.0.0.1:PORT/{path}`.
     pub fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.http_port)
+    }
+
+    /// `rtsp://127.0.0.1:PORT/{path}`.
+    pub fn rtsp_url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.rtsp_port)
     }
 
     /// The RTMP socket address.

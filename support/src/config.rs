@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[command(
     name = "mediakit",
     version,
-    about = "Live streaming media server: RTMP in, RTMP and HTTP-FLV out"
+    about = "Live streaming media server: RTMP and RTSP in; RTMP, RTSP and HTTP-FLV out"
 )]
 pub struct Cli {
     /// TOML configuration file; see README for the keys.
@@ -30,6 +30,9 @@ pub struct Cli {
     /// HTTP port (HTTP-FLV).
     #[arg(long)]
     pub http_port: Option<u16>,
+    /// RTSP port.
+    #[arg(long)]
+    pub rtsp_port: Option<u16>,
     /// How long a player may wait for a stream that is not yet published, in milliseconds.
     #[arg(long)]
     pub play_wait_ms: Option<u64>,
@@ -48,6 +51,8 @@ pub struct ServerConfig {
     pub rtmp: Rtmp,
     /// HTTP settings.
     pub http: Http,
+    /// RTSP settings.
+    pub rtsp: Rtsp,
     /// Stream registry, GOP cache and player queue limits.
     pub hub: Hub,
 }
@@ -87,6 +92,20 @@ pub struct Rtmp {
 pub struct Http {
     /// Port; 0 disables HTTP.
     pub port: u16,
+}
+
+/// `[rtsp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rtsp {
+    /// Port; 0 disables RTSP.
+    pub port: u16,
+}
+
+impl Default for Rtsp {
+    fn default() -> Self {
+        Self { port: 8554 }
+    }
 }
 
 /// `[hub]`
@@ -172,6 +191,9 @@ impl ServerConfig {
         if let Some(port) = cli.http_port {
             config.http.port = port;
         }
+        if let Some(port) = cli.rtsp_port {
+            config.rtsp.port = port;
+        }
         if let Some(wait) = cli.play_wait_ms {
             config.hub.play_wait_ms = wait;
         }
@@ -207,6 +229,11 @@ impl ServerConfig {
         (self.rtmp.port != 0).then(|| SocketAddr::new(self.server.bind, self.rtmp.port))
     }
 
+    /// The RTSP listen address, if RTSP is enabled.
+    pub fn rtsp_addr(&self) -> Option<SocketAddr> {
+        (self.rtsp.port != 0).then(|| SocketAddr::new(self.server.bind, self.rtsp.port))
+    }
+
     /// The HTTP listen address, if HTTP is enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         (self.http.port != 0).then(|| SocketAddr::new(self.server.bind, self.http.port))
@@ -227,6 +254,16 @@ impl ServerConfig {
             lines.push(format!(
                 "play     rtmp://{host}:{}/{{app}}/{{stream}}",
                 self.rtmp.port
+            ));
+        }
+        if self.rtsp.port != 0 {
+            lines.push(format!(
+                "publish  rtsp://{host}:{}/{{app}}/{{stream}}  (TCP interleaved)",
+                self.rtsp.port
+            ));
+            lines.push(format!(
+                "play     rtsp://{host}:{}/{{app}}/{{stream}}  (TCP interleaved)",
+                self.rtsp.port
             ));
         }
         if self.http.port != 0 {

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use mediakit_core::http_flv::HttpFlvSession;
 use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
+use mediakit_core::rtsp::server::{RtspServerConfig, RtspServerSession};
 use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 
 use super::fanout::Source;
@@ -27,6 +28,7 @@ use crate::logging::LogDecision;
 pub enum Protocol {
     Rtmp,
     Http,
+    Rtsp,
 }
 
 /// Bytes a player may have queued in its session before we stop pulling from its hub queue:
@@ -55,6 +57,11 @@ pub async fn serve<R: Runtime>(
             drive(worker, stream, peer, "rtmp", session).await
         }
         Protocol::Http => drive(worker, stream, peer, "http", HttpFlvSession::new(now)).await,
+        Protocol::Rtsp => {
+            let session =
+                RtspServerSession::new(RtspServerConfig::default(), now, random_seed(&peer));
+            drive(worker, stream, peer, "rtsp", session).await
+        }
     }
 }
 

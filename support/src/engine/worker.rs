@@ -29,6 +29,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub struct Listeners {
     rtmp: Option<StdListener>,
     http: Option<StdListener>,
+    rtsp: Option<StdListener>,
 }
 
 impl Listeners {
@@ -43,6 +44,7 @@ impl Listeners {
         Ok(Self {
             rtmp: bind(config.rtmp_addr())?,
             http: bind(config.http_addr())?,
+            rtsp: bind(config.rtsp_addr())?,
         })
     }
 }
@@ -213,6 +215,7 @@ pub fn run<R: Runtime>(
         for (listener, protocol) in [
             (listeners.rtmp, Protocol::Rtmp),
             (listeners.http, Protocol::Http),
+            (listeners.rtsp, Protocol::Rtsp),
         ] {
             let Some(listener) = listener else { continue };
             match R::listener(listener) {
