@@ -227,9 +227,8 @@ pub fn move_as_chunk(body: &mut OutQueue, arena: &mut BytesMut, out: &mut OutQue
     if len == 0 {
         return;
     }
-    let mut size_line = String::new();
-    let _ = write!(size_line, "{len:x}\r\n");
-    arena.put_slice(size_line.as_bytes());
+    // Written straight into the arena: no allocation per chunk per player.
+    let _ = write!(arena, "{len:x}\r\n");
     out.push(arena.split().freeze());
     out.append(body);
     out.push(Bytes::from_static(b"\r\n"));
@@ -247,9 +246,7 @@ pub fn write_simple_response(out: &mut BytesMut, status: Status, origin: Option<
         write_header(out, "Access-Control-Max-Age", "86400");
     } else {
         write_header(out, "Content-Type", "text/plain; charset=utf-8");
-        let mut length = String::new();
-        let _ = write!(length, "{}", body.len());
-        write_header(out, "Content-Length", &length);
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     write_header(out, "Connection", "close");
     write_cors(out, origin);
@@ -261,9 +258,7 @@ pub fn write_simple_response(out: &mut BytesMut, status: Status, origin: Option<
 
 fn write_status_line(out: &mut BytesMut, status: Status) {
     let (code, reason) = status.code_and_reason();
-    let mut line = String::new();
-    let _ = write!(line, "HTTP/1.1 {code} {reason}\r\n");
-    out.put_slice(line.as_bytes());
+    let _ = write!(out, "HTTP/1.1 {code} {reason}\r\n");
     write_header(out, "Server", "mediakit");
 }
 
