@@ -98,6 +98,7 @@ pub mod flv;
 pub mod http;
 pub mod http_flv;
 pub mod hub;
+pub mod latch;
 pub mod media;
 pub mod outq;
 pub mod rtcp;

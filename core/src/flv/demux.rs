@@ -5,6 +5,7 @@ use bytes::{Buf, BytesMut};
 
 use super::tag::parse_tag_body;
 use super::{FlvError, TagType, FILE_HEADER_LEN, MAX_TAG_DATA_SIZE, TAG_HEADER_LEN};
+use crate::latch::Latch;
 use crate::media::Media;
 use crate::wire::Reader;
 
@@ -54,7 +55,7 @@ pub struct FlvDemuxer {
     position: u64,
     header: Option<FlvHeader>,
     ready: VecDeque<Result<Media, FlvError>>,
-    failed: Option<FlvError>,
+    failed: Latch<FlvError>,
 }
 
 impl Default for FlvDemuxer {
@@ -77,7 +78,7 @@ impl FlvDemuxer {
             position: 0,
             header: None,
             ready: VecDeque::new(),
-            failed: None,
+            failed: Latch::new(),
         }
     }
 
@@ -94,14 +95,9 @@ impl FlvDemuxer {
     /// Consumes every complete piece of `input` from its front; an incomplete tag stays in
     /// `input` for the next call, with the next read appended to it.
     pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), FlvError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
+        self.failed.check()?;
         let result = self.consume(input);
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
-        }
-        result
+        self.failed.record(result)
     }
 
     /// The next media item, or the error of a tag that could not be parsed, in stream order.

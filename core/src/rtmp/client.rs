@@ -23,6 +23,7 @@ use super::handshake::ClientHandshake;
 use super::message::{types, ControlMessage, UserControlEvent};
 use super::server::RtmpError;
 use crate::amf0::Amf0Value;
+use crate::latch::Latch;
 use crate::media::Media;
 use crate::outq::OutQueue;
 use crate::time::Millis;
@@ -181,7 +182,7 @@ pub struct RtmpClientSession {
     next_transaction: f64,
     started: Millis,
     last_input: Millis,
-    failed: Option<RtmpClientError>,
+    failed: Latch<RtmpClientError>,
 }
 
 impl RtmpClientSession {
@@ -204,7 +205,7 @@ impl RtmpClientSession {
             next_transaction: 1.0,
             started: now,
             last_input: now,
-            failed: None,
+            failed: Latch::new(),
         }
     }
 
@@ -238,9 +239,7 @@ impl RtmpClientSession {
         now: Millis,
         input: &mut BytesMut,
     ) -> Result<(), RtmpClientError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
+        self.failed.check()?;
         if !input.is_empty() {
             self.last_input = now;
         }
@@ -249,10 +248,7 @@ impl RtmpClientSession {
             return Ok(());
         }
         let result = self.process(input);
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
-        }
-        result
+        self.failed.record(result)
     }
 
     /// The next event to act on.
@@ -274,7 +270,7 @@ impl RtmpClientSession {
         if let Err(error) = self.link.write_media(stream_id, media, true) {
             // Only a message over the chunk layer's 16 MiB limit fails; the stream cannot go
             // on without it.
-            self.failed = Some(error.into());
+            self.failed.set(error.into());
             self.close("media message too large");
             return false;
         }
@@ -613,7 +609,7 @@ impl RtmpClientSession {
 
     fn or_fail(&mut self, result: Result<(), RtmpClientError>) {
         if let Err(error) = result {
-            self.failed = Some(error);
+            self.failed.set(error);
             self.close("internal encoding error");
         }
     }

@@ -21,6 +21,7 @@ use super::message::{types, BandwidthLimit, ControlMessage, MessageError, UserCo
 use super::Message;
 use crate::amf0::Amf0Value;
 use crate::flv::FlvError;
+use crate::latch::Latch;
 use crate::media::Media;
 use crate::outq::OutQueue;
 use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
@@ -105,7 +106,7 @@ pub struct RtmpServerSession {
     mode: Mode,
     started: Millis,
     last_input: Millis,
-    failed: Option<RtmpError>,
+    failed: Latch<RtmpError>,
     closed: bool,
     /// Media that arrived after `publish` but before the server answered it (encoders may
     /// send it without waiting for `NetStream.Publish.Start`); released on accept.
@@ -131,7 +132,7 @@ impl RtmpServerSession {
             mode: Mode::Idle,
             started: now,
             last_input: now,
-            failed: None,
+            failed: Latch::new(),
             closed: false,
             held: VecDeque::new(),
             held_bytes: 0,
@@ -362,7 +363,7 @@ impl RtmpServerSession {
     /// cause) ends the session rather than panicking.
     fn or_fail(&mut self, result: Result<(), RtmpError>) {
         if let Err(error) = result {
-            self.failed = Some(error);
+            self.failed.set(error);
             self.close("internal encoding error");
         }
     }
@@ -409,19 +410,14 @@ impl LiveSession for RtmpServerSession {
     type Error = RtmpError;
 
     fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtmpError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
+        self.failed.check()?;
         self.last_input = now;
         if self.closed {
             input.clear();
             return Ok(());
         }
         let result = self.process(input);
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
-        }
-        result
+        self.failed.record(result)
     }
 
     fn poll_event(&mut self) -> Option<SessionEvent> {

@@ -29,6 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
 use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
+use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
 use crate::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
@@ -290,7 +291,7 @@ pub struct RtspServerSession {
     now: Millis,
     started: Millis,
     last_activity: Millis,
-    failed: Option<RtspServerError>,
+    failed: Latch<RtspServerError>,
     closed: bool,
     // Playing.
     configs: Vec<TrackConfig>,
@@ -331,7 +332,7 @@ impl RtspServerSession {
             now,
             started: now,
             last_activity: now,
-            failed: None,
+            failed: Latch::new(),
             closed: false,
             configs: Vec::new(),
             out_tracks: Vec::new(),
@@ -1189,9 +1190,7 @@ impl LiveSession for RtspServerSession {
     type Error = RtspServerError;
 
     fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtspServerError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
+        self.failed.check()?;
         self.now = now;
         self.last_activity = now;
         if self.closed {
@@ -1199,12 +1198,11 @@ impl LiveSession for RtspServerSession {
             return Ok(());
         }
         let result = self.process(input);
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
+        if result.is_err() {
             self.stop();
             self.close("malformed input");
         }
-        result
+        self.failed.record(result)
     }
 
     fn poll_event(&mut self) -> Option<SessionEvent> {

@@ -8,6 +8,7 @@ use super::{
     check_chunk_size, ChunkError, Message, MessageHeader, DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_CHUNK_STREAMS, EXTENDED_TIMESTAMP,
 };
+use crate::latch::Latch;
 use crate::wire::Reader;
 
 /// Header state and the partly received message of one chunk stream.
@@ -63,7 +64,7 @@ pub struct ChunkDecoder {
     streams: Vec<StreamState>,
     /// Bytes consumed so far, for error offsets.
     consumed: u64,
-    failed: Option<ChunkError>,
+    failed: Latch<ChunkError>,
 }
 
 impl ChunkDecoder {
@@ -76,7 +77,7 @@ impl ChunkDecoder {
             max_chunk_streams: DEFAULT_MAX_CHUNK_STREAMS,
             streams: Vec::new(),
             consumed: 0,
-            failed: None,
+            failed: Latch::new(),
         }
     }
 
@@ -118,14 +119,9 @@ impl ChunkDecoder {
     /// at most one chunk (header plus up to `chunk_size` bytes) between calls. Call again after
     /// every message until `Ok(None)`, applying Set Chunk Size and Abort in between.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ChunkError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
+        self.failed.check()?;
         let result = self.decode_chunks(input);
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
-        }
-        result
+        self.failed.record(result)
     }
 
     fn decode_chunks(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ChunkError> {
