@@ -30,11 +30,6 @@ impl LocalNotify {
         }
     }
 
-    /// Takes a pending notification without waiting.
-    pub fn take(&self) -> bool {
-        self.notified.replace(false)
-    }
-
     /// Polls for a notification, registering the task to be woken by the next one.
     pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.notified.replace(false) {
@@ -93,6 +88,6 @@ mod tests {
         notify.notify();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(notify.poll_notified(&mut cx).is_ready());
-        assert!(!notify.take());
+        assert!(notify.poll_notified(&mut cx).is_pending());
     }
 }
