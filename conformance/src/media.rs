@@ -182,10 +182,15 @@ fn ensure_clip(clip: Clip) -> PathBuf {
     path
 }
 
-/// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) over RTSP with TCP
-/// interleaved transport (`ffmpeg -f rtsp -rtsp_transport tcp`).
-pub fn publish_rtsp(clip: Clip, url: &str) -> Proc {
-    publish_as(clip, url, &[], &["-f", "rtsp", "-rtsp_transport", "tcp"])
+/// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) over RTSP with the lower
+/// transport given: `"tcp"` (interleaved) or `"udp"` (`ffmpeg -f rtsp -rtsp_transport ...`).
+pub fn publish_rtsp(clip: Clip, url: &str, transport: &str) -> Proc {
+    publish_as(
+        clip,
+        url,
+        &[],
+        &["-f", "rtsp", "-rtsp_transport", transport],
+    )
 }
 
 /// Starts ffmpeg publishing `clip` in real time (`-re`, `-c copy`) to `url` (RTMP).

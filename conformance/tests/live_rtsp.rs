@@ -1,5 +1,6 @@
-//! Live tests of RTSP (TCP interleaved): ffmpeg publishes over RTSP and players read it over
-//! RTSP, RTMP and HTTP-FLV; an RTMP publish is read over RTSP. Run against every server binary.
+//! Live tests of RTSP over TCP (interleaved) and UDP: ffmpeg publishes over RTSP and players
+//! read it over RTSP, RTMP and HTTP-FLV; an RTMP publish is read over RTSP. Run against every
+//! server binary.
 //!
 //! Source: the camera clip (H.264 without B-frames + AAC): RTP carries presentation time only,
 //! which for this clip is also decode time. Tolerances, each for a stated reason:
@@ -13,7 +14,8 @@
 //!   starts at the first keyframe, over every protocol), and with ffmpeg as RTSP publisher the
 //!   last two frames, which ffmpeg's RTP muxer may never send.
 //!
-//! Video frame counts, keyframe flags and every other size are exact.
+//! Video frame counts, keyframe flags and every other size are exact, over UDP too: on
+//! loopback at the clip's real-time rate nothing is lost, and a loss would be a bug to see.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -28,6 +30,7 @@ const PLAYER_DEADLINE: Duration = Duration::from_secs(25);
 const PLAYERS_SETTLE: Duration = Duration::from_millis(1000);
 const RTP_TOLERANCE_MS: i64 = 2;
 const RTSP_TCP: &[&str] = &["-rtsp_transport", "tcp"];
+const RTSP_UDP: &[&str] = &["-rtsp_transport", "udp"];
 
 /// Most bytes the in-band parameter sets may add to a keyframe (SPS + PPS + start codes).
 const MAX_IN_BAND_PARAMETER_SETS: u64 = 64;
@@ -174,7 +177,7 @@ fn rtsp_publish_plays_over_rtsp_rtmp_and_http_flv() {
         let probe_http = probe::spawn_probe(&server.http_url(&format!("{path}.flv")), &[]);
         let decode_rtsp = probe::spawn_decode(&server.rtsp_url(&path), RTSP_TCP);
         std::thread::sleep(PLAYERS_SETTLE);
-        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path));
+        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), "tcp");
         let published = publisher.wait_timeout(PLAYER_DEADLINE);
         assert!(
             published.success(),
@@ -212,11 +215,52 @@ fn rtsp_publish_plays_over_rtsp_rtmp_and_http_flv() {
 }
 
 #[test]
-fn rtmp_publish_plays_over_rtsp() {
+fn rtsp_udp_publish_plays_over_rtsp_udp_and_rtmp() {
+    for (index, binary) in server_binaries().iter().enumerate() {
+        let server = Server::start(binary, &[]);
+        let path = stream_path("rtspudpin", index);
+        let probe_udp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_UDP);
+        let probe_rtmp = probe::spawn_probe(&server.rtmp_url(&path), &[]);
+        let decode_udp = probe::spawn_decode(&server.rtsp_url(&path), RTSP_UDP);
+        std::thread::sleep(PLAYERS_SETTLE);
+        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), "udp");
+        let published = publisher.wait_timeout(PLAYER_DEADLINE);
+        assert!(
+            published.success(),
+            "{}: RTSP/UDP publish failed: {}\n{}",
+            binary.display(),
+            published.describe(),
+            server.log_text()
+        );
+        let tail = Duration::from_secs(8);
+        let what = |p: &str| format!("{} rtsp/udp publish, {p} player", binary.display());
+        assert_complete(
+            &what("rtsp/udp"),
+            &ProbeRun::from_finished(probe_udp.wait_timeout(tail)),
+            true,
+            Ingest::FfmpegRtsp,
+        );
+        assert_complete(
+            &what("rtmp"),
+            &ProbeRun::from_finished(probe_rtmp.wait_timeout(tail)),
+            false,
+            Ingest::FfmpegRtsp,
+        );
+        assert_decodes(
+            &what("rtsp/udp decode"),
+            &DecodeReport::from_finished(decode_udp.wait_timeout(tail)),
+            Ingest::FfmpegRtsp,
+        );
+    }
+}
+
+#[test]
+fn rtmp_publish_plays_over_rtsp_tcp_and_udp() {
     for (index, binary) in server_binaries().iter().enumerate() {
         let server = Server::start(binary, &[]);
         let path = stream_path("rtmpin", index);
         let probe_rtsp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_TCP);
+        let probe_udp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_UDP);
         let decode_rtsp = probe::spawn_decode(&server.rtsp_url(&path), RTSP_TCP);
         std::thread::sleep(PLAYERS_SETTLE);
         let publisher = media::publish(Clip::Camera, &server.rtmp_url(&path), &[]);
@@ -232,6 +276,12 @@ fn rtmp_publish_plays_over_rtsp() {
         assert_complete(
             &what,
             &ProbeRun::from_finished(probe_rtsp.wait_timeout(tail)),
+            true,
+            Ingest::Rtmp,
+        );
+        assert_complete(
+            &format!("{} rtmp publish, rtsp/udp player", binary.display()),
+            &ProbeRun::from_finished(probe_udp.wait_timeout(tail)),
             true,
             Ingest::Rtmp,
         );
@@ -270,7 +320,7 @@ fn malformed_rtsp_closes_only_its_own_connection() {
         let path = stream_path("rtsphostile", index);
         let probe_rtsp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_TCP);
         std::thread::sleep(PLAYERS_SETTLE);
-        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path));
+        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), "tcp");
         std::thread::sleep(Duration::from_secs(2));
         let garbage: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)

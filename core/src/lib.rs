@@ -94,6 +94,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod amf0;
+pub mod datagram;
 pub mod flv;
 pub mod http;
 pub mod http_flv;

@@ -9,7 +9,9 @@
 //! 3. sleep until input, [`LiveSession::poll_timeout`], or media for a player.
 
 use alloc::string::String;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+
+use crate::datagram::{DatagramQueue, UdpChannel};
 
 use crate::media::Media;
 use crate::outq::OutQueue;
@@ -39,6 +41,14 @@ pub enum SessionEvent {
     PublishStopped,
     /// The playing peer stopped playing (the connection may stay open).
     PlayStopped,
+    /// The peer will send datagrams from these ports at the connection's address (RTSP over
+    /// UDP): route what arrives from them to [`LiveSession::handle_datagram`].
+    DatagramPortsAnnounced {
+        /// The peer's RTP port.
+        rtp: u16,
+        /// The peer's RTCP port.
+        rtcp: u16,
+    },
     /// The session has finished; close the connection once `transmit` is flushed.
     Closed {
         /// Why, for the log line.
@@ -97,4 +107,20 @@ pub trait LiveSession {
     fn handle_timeout(&mut self, now: Millis);
     /// Setup or media phase.
     fn phase(&self) -> Phase;
+    /// Datagrams waiting to be sent over the worker's UDP sockets, for protocols that use
+    /// them (RTSP over UDP); `None` for the others.
+    fn datagrams(&mut self) -> Option<&mut DatagramQueue> {
+        None
+    }
+    /// Consumes one datagram the peer sent from `from_port` to the worker's `channel` socket.
+    /// Protocols without datagrams ignore it.
+    fn handle_datagram(
+        &mut self,
+        now: Millis,
+        channel: UdpChannel,
+        from_port: u16,
+        payload: Bytes,
+    ) {
+        let _ = (now, channel, from_port, payload);
+    }
 }

@@ -3,6 +3,7 @@
 //! session sends.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use mediakit_core::datagram::UdpChannel;
 use mediakit_core::media::nal::to_length_prefixed;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, TrackConfig};
 use mediakit_core::rtcp::{self, NtpTimestamp, RtcpPacket, SenderReport};
@@ -51,6 +52,40 @@ fn aac() -> TrackConfig {
 
 fn session() -> RtspServerSession {
     RtspServerSession::new(RtspServerConfig::default(), Millis(0), CAPTURE_SEED)
+}
+
+/// The server's UDP port pair in sessions that serve UDP.
+const SERVER_PORTS: (u16, u16) = (30_000, 30_001);
+/// Test clients over UDP use port `CLIENT_PORT + n` where a TCP client would use channel `n`.
+const CLIENT_PORT: u16 = 5_000;
+
+fn udp_session() -> RtspServerSession {
+    let config = RtspServerConfig {
+        udp_ports: Some(SERVER_PORTS),
+        ..RtspServerConfig::default()
+    };
+    RtspServerSession::new(config, Millis(0), CAPTURE_SEED)
+}
+
+/// The datagrams a session queued, as the interleaved items a TCP client would have read on
+/// the channel its port stands for.
+fn datagram_items(session: &mut RtspServerSession) -> Vec<Input> {
+    let queue = session.datagrams().expect("RTSP sends datagrams");
+    let mut items = Vec::new();
+    while let Some(datagram) = queue.pop_front() {
+        let channel = u8::try_from(datagram.port - CLIENT_PORT).unwrap();
+        assert_eq!(datagram.channel == UdpChannel::Rtcp, channel % 2 == 1);
+        let mut payload = BytesMut::new();
+        for segment in &datagram.segments {
+            payload.put_slice(segment);
+        }
+        items.push(Input::Interleaved {
+            channel,
+            payload: payload.freeze(),
+        });
+    }
+    assert_eq!(queue.queued_bytes(), 0);
+    items
 }
 
 /// A video access unit: keyframes optionally carry SPS and PPS; slices are `size` bytes.
@@ -197,6 +232,17 @@ impl Publisher {
     }
 
     fn setup_requests() -> BytesMut {
+        Self::setup_requests_with(|track| {
+            format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
+                track * 2,
+                track * 2 + 1
+            )
+        })
+    }
+
+    /// ANNOUNCE, SETUP with the transport `transport(track)` for each track, RECORD.
+    fn setup_requests_with(transport: impl Fn(u16) -> String) -> BytesMut {
         let sdp = SessionDescription::from_tracks(&[avc(), aac()], "test").to_string();
         let mut wire = BytesMut::new();
         let announce = request(Method::Announce, URL, 1)
@@ -204,14 +250,8 @@ impl Publisher {
             .body(Bytes::from(sdp));
         wire.put(encode(&announce));
         for (cseq, track) in [(2, 0), (3, 1)] {
-            let setup = request(Method::Setup, &format!("{URL}/trackID={track}"), cseq).header(
-                "Transport",
-                &format!(
-                    "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
-                    track * 2,
-                    track * 2 + 1
-                ),
-            );
+            let setup = request(Method::Setup, &format!("{URL}/trackID={track}"), cseq)
+                .header("Transport", &transport(track));
             let setup = if cseq == 3 {
                 setup.header("Session", "12345678")
             } else {
@@ -392,6 +432,84 @@ fn publish_flow_gives_configs_then_the_frames_sent() {
 }
 
 #[test]
+fn udp_publish_gives_the_same_media_as_interleaved() {
+    let frames = media(0);
+    let interleaved = {
+        let mut publisher = Publisher::new();
+        let mut wire = Publisher::setup_requests();
+        wire.put(publisher.reports(0, 0));
+        wire.put(publisher.rtp(&frames));
+        media_events(&run_publish(&wire, &[]))
+    };
+
+    let mut publisher = Publisher::new();
+    let mut session = udp_session();
+    let setup = Publisher::setup_requests_with(|track| {
+        let port = CLIENT_PORT + track * 2;
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={}-{};mode=record",
+            port,
+            port + 1
+        )
+    });
+    let requested = feed(&mut session, 0, &setup);
+    assert!(matches!(
+        requested.as_slice(),
+        [SessionEvent::PublishRequested { .. }]
+    ));
+    session.accept_publish();
+    let items = output(&mut session);
+    assert_eq!(statuses(&items).len(), 4);
+    assert_eq!(
+        responses(&items)[1].headers.get("Transport"),
+        Some("RTP/AVP;unicast;client_port=5000-5001;server_port=30000-30001;mode=record")
+    );
+    let accepted = events(&mut session);
+    let announced: Vec<&SessionEvent> = accepted
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::DatagramPortsAnnounced { .. }))
+        .collect();
+    assert_eq!(
+        announced,
+        [
+            &SessionEvent::DatagramPortsAnnounced {
+                rtp: 5000,
+                rtcp: 5001
+            },
+            &SessionEvent::DatagramPortsAnnounced {
+                rtp: 5002,
+                rtcp: 5003
+            }
+        ]
+    );
+    // The same packets as datagrams from the client's ports, with garbage from a port the
+    // session does not know and RTP sent to the RTCP socket in between: both are ignored.
+    let mut wire = publisher.reports(0, 0);
+    wire.put(publisher.rtp(&frames));
+    let decoder = RtspDecoder::default();
+    let mut media = media_events(&accepted);
+    while let Some(item) = decoder.decode(&mut wire).unwrap() {
+        let Input::Interleaved { channel, payload } = item else {
+            panic!("only packets")
+        };
+        let socket = if channel % 2 == 1 {
+            UdpChannel::Rtcp
+        } else {
+            UdpChannel::Rtp
+        };
+        let port = CLIENT_PORT + u16::from(channel);
+        session.handle_datagram(Millis(1), socket, port, payload.clone());
+        session.handle_datagram(Millis(1), UdpChannel::Rtp, CLIENT_PORT + 9, payload.clone());
+        if socket == UdpChannel::Rtp {
+            session.handle_datagram(Millis(1), UdpChannel::Rtcp, port, payload);
+        }
+        media.extend(media_events(&events(&mut session)));
+    }
+    assert_eq!(media, interleaved);
+    assert!(frames_of(&media, Codec::H264).len() > 10);
+}
+
+#[test]
 fn sender_reports_align_tracks_that_start_apart() {
     // Audio starts 100 ms after video; without reports both would start at 0.
     let frames = media(100);
@@ -536,6 +654,8 @@ fn ffmpeg_h265_publish_head_gives_an_hevc_config() {
 /// A player: drives DESCRIBE/SETUP/PLAY and depacketizes what comes back.
 struct Player {
     session: RtspServerSession,
+    /// Set up the tracks over UDP rather than interleaved.
+    udp: bool,
     base: String,
     video: Option<H264Depacketizer>,
     audio: Option<AacDepacketizer>,
@@ -547,7 +667,7 @@ struct Player {
 impl Player {
     /// DESCRIBE, accepted, answered once `snapshot` has been sent; returns the SDP.
     fn describe(snapshot: &[Media]) -> (Self, SessionDescription) {
-        let mut session = session();
+        let mut session = udp_session();
         let events = feed(&mut session, 0, &encode(&request(Method::Describe, URL, 1)));
         assert_eq!(
             events,
@@ -576,6 +696,7 @@ impl Player {
         let sdp = sdp.expect("DESCRIBE answered");
         let player = Self {
             session,
+            udp: false,
             base: "rtsp://127.0.0.1:8554/live/cam/".into(),
             video: None,
             audio: None,
@@ -588,20 +709,41 @@ impl Player {
 
     fn setup_and_play(&mut self, sdp: &SessionDescription) {
         for (i, media) in sdp.media.iter().enumerate() {
+            let (rtp, rtcp) = (i * 2, i * 2 + 1);
+            let transport = if self.udp {
+                let port = CLIENT_PORT as usize;
+                format!(
+                    "RTP/AVP/UDP;unicast;client_port={}-{}",
+                    port + rtp,
+                    port + rtcp
+                )
+            } else {
+                format!("RTP/AVP/TCP;unicast;interleaved={rtp}-{rtcp}")
+            };
             let setup = request(Method::Setup, &media.control_url(&self.base), 2 + i as u32)
-                .header(
-                    "Transport",
-                    &format!("RTP/AVP/TCP;unicast;interleaved={}-{}", i * 2, i * 2 + 1),
-                );
+                .header("Transport", &transport);
             let setup = if i > 0 {
                 setup.header("Session", self.session.session_id())
             } else {
                 setup
             };
-            feed(&mut self.session, 1, &encode(&setup));
-            let items = output(&mut self.session);
+            let events = feed(&mut self.session, 1, &encode(&setup));
+            let items = self.output();
             let response = responses(&items)[0];
             assert_eq!(response.status, 200);
+            let answer = response.headers.get("Transport").unwrap();
+            if self.udp {
+                let (rtp, rtcp) = (CLIENT_PORT + rtp as u16, CLIENT_PORT + rtcp as u16);
+                assert_eq!(events, [SessionEvent::DatagramPortsAnnounced { rtp, rtcp }]);
+                let expected = format!(
+                    "RTP/AVP;unicast;client_port={rtp}-{rtcp};server_port={}-{};ssrc=",
+                    SERVER_PORTS.0, SERVER_PORTS.1
+                );
+                assert!(answer.starts_with(&expected), "{answer}");
+            } else {
+                assert!(events.is_empty());
+                assert!(answer.starts_with("RTP/AVP/TCP;unicast;interleaved="));
+            }
             assert_eq!(response.headers.get("Session"), Some("12345678;timeout=60"));
         }
         let play = request(Method::Play, &self.base, 9)
@@ -609,7 +751,7 @@ impl Player {
             .header("Range", "npt=0.000-");
         feed(&mut self.session, 2, &encode(&play));
         assert_eq!(self.session.phase(), Phase::Media);
-        let items = output(&mut self.session);
+        let items = self.output();
         let response = responses(&items)[0];
         assert_eq!((response.status, response.cseq()), (200, Some(9)));
         assert_eq!(response.headers.get("Range"), Some("npt=0.000-"));
@@ -666,8 +808,22 @@ impl Player {
 
     fn send(&mut self, media: &Media) {
         self.session.send_media(media);
-        let items = output(&mut self.session);
+        let items = self.output();
         self.receive(&items);
+    }
+
+    /// What the session sent on the connection, then what it sent as datagrams (which only
+    /// a UDP player may get).
+    fn output(&mut self) -> Vec<Input> {
+        let mut items = output(&mut self.session);
+        let datagrams = datagram_items(&mut self.session);
+        if self.udp {
+            assert!(items.iter().all(|i| matches!(i, Input::Response(_))));
+        } else {
+            assert!(datagrams.is_empty());
+        }
+        items.extend(datagrams);
+        items
     }
 }
 
@@ -692,6 +848,48 @@ fn sorted(mut frames: Vec<Frame>) -> Vec<Frame> {
 
 #[test]
 fn play_flow_sends_the_frames_given_to_send_media() {
+    play_flow(false);
+}
+
+#[test]
+fn udp_play_flow_sends_the_same_packets_as_datagrams() {
+    let mut player = play_flow(true);
+    // Receiver reports from the client's RTCP port keep the session alive past its timeout;
+    // datagrams from ports it did not set up do not.
+    let report = Bytes::from_static(&[0x80, 201, 0, 1, 0, 0, 0, 9]);
+    let session = &mut player.session;
+    session.handle_datagram(
+        Millis(50_000),
+        UdpChannel::Rtcp,
+        CLIENT_PORT + 7,
+        report.clone(),
+    );
+    session.handle_datagram(
+        Millis(50_000),
+        UdpChannel::Rtp,
+        CLIENT_PORT + 1,
+        report.clone(),
+    );
+    session.handle_timeout(Millis(59_000));
+    assert!(events(session).is_empty());
+    session.handle_datagram(Millis(59_000), UdpChannel::Rtcp, CLIENT_PORT + 1, report);
+    session.handle_timeout(Millis(110_000));
+    assert!(events(session).is_empty(), "alive: reported at 59 s");
+    session.handle_timeout(Millis(119_001));
+    assert_eq!(
+        events(session),
+        [
+            SessionEvent::PlayStopped,
+            SessionEvent::Closed {
+                reason: "session timeout"
+            }
+        ]
+    );
+}
+
+/// A player joins a live stream over TCP or UDP and gets what was sent, sender reports
+/// included.
+fn play_flow(udp: bool) -> Player {
     // A live stream joined mid-way: the snapshot starts at a keyframe at 1000 ms.
     let frames: Vec<Frame> = media(0)
         .into_iter()
@@ -708,6 +906,7 @@ fn play_flow_sends_the_frames_given_to_send_media() {
     snapshot.extend(gop.iter().cloned().map(Media::Frame));
     // The DESCRIBE is answered as soon as both configurations are known.
     let (mut player, sdp) = Player::describe(&snapshot[..2]);
+    player.udp = udp;
     assert_eq!(sdp.media.len(), 2);
     assert!(matches!(sdp.media[0].codec, SdpCodec::H264 { .. }));
     assert!(matches!(sdp.media[1].codec, SdpCodec::Aac { .. }));
@@ -725,7 +924,7 @@ fn play_flow_sends_the_frames_given_to_send_media() {
     let at_play: Vec<u8> = player.reports.iter().map(|(c, _)| *c).collect();
     assert_eq!(at_play, [1, 3]);
     player.session.handle_timeout(Millis(5_002));
-    let items = output(&mut player.session);
+    let items = player.output();
     player.receive(&items);
     assert_eq!(player.reports.len(), 4);
     let (first, later) = (&player.reports[0].1, &player.reports[2].1);
@@ -745,6 +944,7 @@ fn play_flow_sends_the_frames_given_to_send_media() {
         Some(Millis(5_002 + 5_000)),
         "next report"
     );
+    player
 }
 
 #[test]

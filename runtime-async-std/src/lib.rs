@@ -15,8 +15,8 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, IoSlice, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -26,8 +26,8 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, Runtime};
-use mediakit_support::socket::send_queue;
+use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
+use mediakit_support::socket::{send_datagram, send_queue};
 use socket2::SockRef;
 
 pub use mediakit_support::engine::Server;
@@ -48,6 +48,7 @@ impl Runtime for AsyncStd {
     type Listener = Async<TcpListener>;
     type Stream = Stream;
     type Sleep = Sleep;
+    type Datagram = Datagram;
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let executor = Rc::new(LocalExecutor::new());
@@ -71,6 +72,10 @@ impl Runtime for AsyncStd {
 
     fn listener(listener: TcpListener) -> io::Result<Async<TcpListener>> {
         Async::new(listener)
+    }
+
+    fn datagram(socket: UdpSocket) -> io::Result<Datagram> {
+        Async::new(socket).map(Datagram)
     }
 
     async fn accept(listener: &Async<TcpListener>) -> io::Result<(Stream, SocketAddr)> {
@@ -118,5 +123,27 @@ impl Connection for Stream {
 
     fn socket(&self) -> SockRef<'_> {
         SockRef::from(self.0.get_ref())
+    }
+}
+
+/// An async-io UDP socket as the engine drives it.
+#[derive(Debug)]
+pub struct Datagram(Async<UdpSocket>);
+
+impl DatagramSocket for Datagram {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_readable(cx)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_writable(cx)
+    }
+
+    fn try_recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.get_ref().recv_from(buffer)
+    }
+
+    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize> {
+        send_datagram(SockRef::from(self.0.get_ref()), segments, to)
     }
 }

@@ -5,7 +5,7 @@
 //! protocol logic) is shared with the async-std adapter.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, Runtime};
-use mediakit_support::socket::send_queue;
+use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
+use mediakit_support::socket::{send_datagram, send_queue};
 use socket2::SockRef;
 use tokio::io::Interest;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 pub use mediakit_support::engine::Server;
 
@@ -29,6 +29,7 @@ impl Runtime for Tokio {
     type Listener = TcpListener;
     type Stream = Stream;
     type Sleep = tokio::time::Sleep;
+    type Datagram = Datagram;
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -48,6 +49,10 @@ impl Runtime for Tokio {
 
     fn listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         TcpListener::from_std(listener)
+    }
+
+    fn datagram(socket: std::net::UdpSocket) -> io::Result<Datagram> {
+        UdpSocket::from_std(socket).map(Datagram)
     }
 
     async fn accept(listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
@@ -83,5 +88,29 @@ impl Connection for Stream {
 
     fn socket(&self) -> SockRef<'_> {
         SockRef::from(&self.0)
+    }
+}
+
+/// A tokio UDP socket as the engine drives it.
+#[derive(Debug)]
+pub struct Datagram(UdpSocket);
+
+impl DatagramSocket for Datagram {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_recv_ready(cx)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_send_ready(cx)
+    }
+
+    fn try_recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.try_recv_from(buffer)
+    }
+
+    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize> {
+        self.0.try_io(Interest::WRITABLE, || {
+            send_datagram(SockRef::from(&self.0), segments, to)
+        })
     }
 }

@@ -33,6 +33,10 @@ pub struct Cli {
     /// RTSP port.
     #[arg(long)]
     pub rtsp_port: Option<u16>,
+    /// UDP ports for RTP/RTCP over UDP, as `first-last`; each worker takes the first free
+    /// even/odd pair. `0-0` serves RTSP over TCP only.
+    #[arg(long, value_parser = parse_port_range)]
+    pub rtp_port_range: Option<[u16; 2]>,
     /// How long a player may wait for a stream that is not yet published, in milliseconds.
     #[arg(long)]
     pub play_wait_ms: Option<u64>,
@@ -100,12 +104,28 @@ pub struct Http {
 pub struct Rtsp {
     /// Port; 0 disables RTSP.
     pub port: u16,
+    /// Inclusive UDP port range for RTP over UDP: each worker binds the first free even/odd
+    /// port pair in it (RTP on the even port, RTCP on the next). `[0, 0]` serves RTSP over TCP
+    /// only.
+    pub rtp_port_range: [u16; 2],
 }
 
 impl Default for Rtsp {
     fn default() -> Self {
-        Self { port: 8554 }
+        Self {
+            port: 8554,
+            rtp_port_range: [30_000, 30_999],
+        }
     }
+}
+
+/// Parses `first-last` for `--rtp-port-range`.
+fn parse_port_range(text: &str) -> Result<[u16; 2], String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not first-last"))?;
+    let port = |p: &str| p.trim().parse::<u16>().map_err(|e| format!("{p:?}: {e}"));
+    Ok([port(first)?, port(last)?])
 }
 
 /// `[hub]`
@@ -194,6 +214,9 @@ impl ServerConfig {
         if let Some(port) = cli.rtsp_port {
             config.rtsp.port = port;
         }
+        if let Some(range) = cli.rtp_port_range {
+            config.rtsp.rtp_port_range = range;
+        }
         if let Some(wait) = cli.play_wait_ms {
             config.hub.play_wait_ms = wait;
         }
@@ -209,7 +232,17 @@ impl ServerConfig {
                 config.rtmp.chunk_size
             ));
         }
+        let [first, last] = config.rtsp.rtp_port_range;
+        if first > last {
+            return Err(format!("rtsp.rtp_port_range {first}-{last} is empty"));
+        }
         Ok(config)
+    }
+
+    /// The inclusive UDP port range for RTP over UDP, if RTSP serves UDP.
+    pub fn rtp_ports(&self) -> Option<(u16, u16)> {
+        let [first, last] = self.rtsp.rtp_port_range;
+        (self.rtsp.port != 0 && last != 0).then_some((first, last))
     }
 
     /// The core's hub limits from this configuration.
@@ -257,12 +290,16 @@ impl ServerConfig {
             ));
         }
         if self.rtsp.port != 0 {
+            let transports = match self.rtp_ports() {
+                Some(_) => "TCP interleaved or UDP",
+                None => "TCP interleaved",
+            };
             lines.push(format!(
-                "publish  rtsp://{host}:{}/{{app}}/{{stream}}  (TCP interleaved)",
+                "publish  rtsp://{host}:{}/{{app}}/{{stream}}  ({transports})",
                 self.rtsp.port
             ));
             lines.push(format!(
-                "play     rtsp://{host}:{}/{{app}}/{{stream}}  (TCP interleaved)",
+                "play     rtsp://{host}:{}/{{app}}/{{stream}}  ({transports})",
                 self.rtsp.port
             ));
         }
@@ -298,6 +335,21 @@ mod tests {
         assert_eq!(config.http.port, 4000);
         assert_eq!(config.hub.play_wait_ms, 10_000);
         assert!(config.server.workers >= 1);
+        assert_eq!(config.rtp_ports(), Some((30_000, 30_999)));
+    }
+
+    #[test]
+    fn rtp_port_range_flag() {
+        let parse = |range: &str| {
+            ServerConfig::load(&Cli::parse_from(["mediakit", "--rtp-port-range", range]))
+        };
+        assert_eq!(
+            parse("40000-40009").unwrap().rtp_ports(),
+            Some((40_000, 40_009))
+        );
+        assert_eq!(parse("0-0").unwrap().rtp_ports(), None);
+        assert!(parse("9-8").unwrap_err().contains("empty"));
+        assert!(Cli::try_parse_from(["mediakit", "--rtp-port-range", "x"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! needed here.
 
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use mediakit_core::OutQueue;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -21,6 +21,47 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// Socket buffer asked for on the RTP/RTCP UDP sockets: a worker's players share one socket,
+/// so bursts (a keyframe to many players) must fit in it.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Binds the first free even/odd pair of non-blocking UDP sockets (RTP, RTCP) on `ip` within
+/// the inclusive port range; `Ok(None)` if every pair is taken.
+pub fn rtp_socket_pair(
+    ip: IpAddr,
+    range: (u16, u16),
+) -> io::Result<Option<(UdpSocket, UdpSocket)>> {
+    let bind = |port: u16| -> io::Result<UdpSocket> {
+        let addr = SocketAddr::new(ip, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_nonblocking(true)?;
+        // Best effort: the kernel caps these at its configured maximum.
+        let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+        let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    };
+    let first_even = range.0.saturating_add(range.0 % 2);
+    for rtp in (first_even..range.1).step_by(2) {
+        let Ok(rtp_socket) = bind(rtp) else { continue };
+        match bind(rtp + 1) {
+            Ok(rtcp_socket) => return Ok(Some((rtp_socket, rtcp_socket))),
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
+}
+
+/// Sends one datagram gathered from `segments` to `to` with one `sendmsg`.
+pub fn send_datagram(
+    socket: SockRef<'_>,
+    segments: &[IoSlice<'_>],
+    to: SocketAddr,
+) -> io::Result<usize> {
+    socket.send_to_vectored(segments, &to.into())
 }
 
 /// The socket options of a connection for its phase: `TCP_NODELAY` on during setup for a
@@ -82,6 +123,32 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpStream;
+
+    #[test]
+    fn rtp_pairs_are_even_odd_and_skip_taken_ports() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // Find a free range by binding a first pair anywhere in a high range.
+        let (rtp, rtcp) = rtp_socket_pair(ip, (41_001, 41_999)).unwrap().unwrap();
+        let first = rtp.local_addr().unwrap().port();
+        assert_eq!(first % 2, 0);
+        assert_eq!(rtcp.local_addr().unwrap().port(), first + 1);
+        // The same range again gives the next pair, not the taken one.
+        let (next, _) = rtp_socket_pair(ip, (first, 41_999)).unwrap().unwrap();
+        assert!(next.local_addr().unwrap().port() > first + 1);
+        // A range holding only the taken pair has nothing left.
+        assert!(rtp_socket_pair(ip, (first, first + 1)).unwrap().is_none());
+        // A gathered datagram arrives whole.
+        let segments = [IoSlice::new(b"head"), IoSlice::new(b"-body")];
+        let to = rtcp.local_addr().unwrap();
+        assert_eq!(
+            send_datagram(SockRef::from(&rtp), &segments, to).unwrap(),
+            9
+        );
+        rtcp.set_nonblocking(false).unwrap();
+        let mut buffer = [0u8; 64];
+        let (len, from) = rtcp.recv_from(&mut buffer).unwrap();
+        assert_eq!((&buffer[..len], from.port()), (&b"head-body"[..], first));
+    }
 
     #[test]
     fn two_listeners_share_a_port_and_queue_is_sent_in_order() {

@@ -1,6 +1,6 @@
 //! The server side of an RTSP connection (RFC 2326): playing a live stream with DESCRIBE,
 //! SETUP and PLAY, publishing one with ANNOUNCE, SETUP and RECORD, RTP and RTCP interleaved on
-//! the same TCP connection.
+//! the same TCP connection or over UDP.
 //!
 //! As with RTMP, the session asks before it serves anything: DESCRIBE becomes
 //! [`SessionEvent::PlayRequested`] and ANNOUNCE [`SessionEvent::PublishRequested`]; the answer
@@ -10,9 +10,13 @@
 //! [`LiveSession::send_media`] (the hub's start-up snapshot begins with them) and keeps the
 //! frames that follow, so PLAY starts at once at a keyframe.
 //!
-//! Only TCP interleaved transport is served: a SETUP asking for UDP is answered
-//! `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE waits for the
-//! server are answered in order once it has.
+//! Each track travels interleaved on the connection (`RTP/AVP/TCP`) or, when the runtime
+//! gave the session a UDP port pair ([`RtspServerConfig::udp_ports`]), over UDP unicast to the
+//! client's ports. UDP output goes to [`LiveSession::datagrams`]; UDP input comes back
+//! through [`LiveSession::handle_datagram`] once the runtime has routed the ports announced
+//! by [`SessionEvent::DatagramPortsAnnounced`]. Without a port pair, or for multicast, SETUP
+//! is answered `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE
+//! waits for the server are answered in order once it has.
 //!
 //! Sender reports carry an NTP time, but the core has no wall clock: the NTP time of `now` is
 //! [`RtspServerConfig::ntp_epoch_offset_micros`] (the Unix time at which the caller's
@@ -29,6 +33,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
 use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
+use crate::datagram::{Datagram, DatagramQueue, UdpChannel};
 use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
@@ -86,6 +91,9 @@ pub struct RtspServerConfig {
     pub max_queued_requests: usize,
     /// The most body and interleaved bytes queued while DESCRIBE or ANNOUNCE waits.
     pub max_queued_bytes: usize,
+    /// The server's RTP and RTCP UDP ports (`server_port=` in SETUP answers), when the runtime
+    /// serves RTP over UDP; `None` answers UDP SETUPs with 461.
+    pub udp_ports: Option<(u16, u16)>,
 }
 
 impl Default for RtspServerConfig {
@@ -104,6 +112,7 @@ impl Default for RtspServerConfig {
             max_frame_bytes: DEFAULT_MAX_ACCESS_UNIT,
             max_queued_requests: 8,
             max_queued_bytes: 1 << 20,
+            udp_ports: None,
         }
     }
 }
@@ -221,6 +230,40 @@ impl Packetizer {
     }
 }
 
+/// Where one track's RTP and RTCP travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Interleaved on the RTSP connection on these RTP and RTCP channels.
+    Interleaved(u8, u8),
+    /// UDP between the server's port pair and these client RTP and RTCP ports.
+    Udp(u16, u16),
+}
+
+impl Delivery {
+    /// Whether this track uses `port` (a channel or a UDP port), and if so whether as RTCP.
+    fn uses(self, port: u16, udp: bool) -> Option<bool> {
+        let (rtp, rtcp) = match self {
+            Delivery::Interleaved(rtp, rtcp) if !udp => (u16::from(rtp), u16::from(rtcp)),
+            Delivery::Udp(rtp, rtcp) if udp => (rtp, rtcp),
+            _ => return None,
+        };
+        (port == rtp || port == rtcp).then_some(port == rtcp)
+    }
+
+    /// Whether two tracks' deliveries would share a channel or port.
+    fn overlaps(self, other: Delivery) -> bool {
+        match other {
+            Delivery::Interleaved(rtp, rtcp) => {
+                self.uses(u16::from(rtp), false).is_some()
+                    || self.uses(u16::from(rtcp), false).is_some()
+            }
+            Delivery::Udp(rtp, rtcp) => {
+                self.uses(rtp, true).is_some() || self.uses(rtcp, true).is_some()
+            }
+        }
+    }
+}
+
 /// One track of the SDP we answered DESCRIBE with.
 #[derive(Debug)]
 struct OutTrack {
@@ -229,8 +272,8 @@ struct OutTrack {
     ssrc: u32,
     /// The path its SETUP URL resolves to.
     control_path: String,
-    /// After SETUP: the URL used (for RTP-Info) and the interleaved channels.
-    setup: Option<(String, (u8, u8))>,
+    /// After SETUP: the URL used (for RTP-Info) and where its packets go.
+    setup: Option<(String, Delivery)>,
     packets: u32,
     octets: u32,
 }
@@ -259,7 +302,8 @@ struct InTrack {
     clock_rate: u32,
     config: Option<TrackConfig>,
     control_path: String,
-    channels: Option<(u8, u8)>,
+    /// After SETUP: where its packets come from.
+    delivery: Option<Delivery>,
     /// Created at the first RTP packet, when the timeline origin can be chosen.
     depacketizer: Option<Depacketizer>,
     /// The first sender report's NTP time (ms) and RTP timestamp.
@@ -287,6 +331,7 @@ pub struct RtspServerSession {
     queued_bytes: usize,
     events: VecDeque<SessionEvent>,
     out: OutQueue,
+    datagrams: DatagramQueue,
     arena: BytesMut,
     now: Millis,
     started: Millis,
@@ -328,6 +373,7 @@ impl RtspServerSession {
             queued_bytes: 0,
             events: VecDeque::new(),
             out: OutQueue::new(),
+            datagrams: DatagramQueue::new(),
             arena: BytesMut::new(),
             now,
             started: now,
@@ -543,7 +589,11 @@ impl RtspServerSession {
             .headers
             .get("Transport")
             .and_then(|value| Transport::parse_first_supported(value).ok());
-        let Some(transport) = transport.filter(|t| t.lower == LowerTransport::Tcp) else {
+        let udp_ports = self.config.udp_ports;
+        let Some(transport) = transport.filter(|t| match t.lower {
+            LowerTransport::Tcp => true,
+            LowerTransport::Udp => t.unicast && t.client_port.is_some() && udp_ports.is_some(),
+        }) else {
             return self.respond(&reply(request, 461, "Unsupported Transport"));
         };
         let path = url_path(&request.uri);
@@ -551,7 +601,7 @@ impl RtspServerSession {
             let tracks = self.in_tracks.iter();
             select_track(
                 path,
-                tracks.map(|t| (t.control_path.as_str(), t.channels.is_some())),
+                tracks.map(|t| (t.control_path.as_str(), t.delivery.is_some())),
             )
         } else {
             let tracks = self.out_tracks.iter();
@@ -563,39 +613,55 @@ impl RtspServerSession {
         let Some(index) = index else {
             return self.respond(&reply(request, 404, "Not Found (no such track)"));
         };
-        let default = u8::try_from(index * 2).unwrap_or(0);
-        let channels = transport
-            .interleaved
-            .unwrap_or((default, default.saturating_add(1)));
-        let taken = |other: (u8, u8)| {
-            [other.0, other.1]
-                .iter()
-                .any(|c| *c == channels.0 || *c == channels.1)
+        let mut answer = Transport::new(transport.lower);
+        let delivery = match (transport.lower, transport.client_port, udp_ports) {
+            (LowerTransport::Udp, Some((rtp, rtcp)), Some(server)) => {
+                answer.client_port = Some((rtp, rtcp));
+                answer.server_port = Some(server);
+                Delivery::Udp(rtp, rtcp)
+            }
+            _ => {
+                let default = u8::try_from(index * 2).unwrap_or(0);
+                let (rtp, rtcp) = transport
+                    .interleaved
+                    .unwrap_or((default, default.saturating_add(1)));
+                answer.interleaved = Some((rtp, rtcp));
+                Delivery::Interleaved(rtp, rtcp)
+            }
         };
         let clash = if publishing {
             self.in_tracks
                 .iter()
                 .enumerate()
-                .any(|(i, t)| i != index && t.channels.is_some_and(taken))
+                .any(|(i, t)| i != index && t.delivery.is_some_and(|d| d.overlaps(delivery)))
         } else {
-            self.out_tracks
-                .iter()
-                .enumerate()
-                .any(|(i, t)| i != index && t.setup.as_ref().is_some_and(|s| taken(s.1)))
+            self.out_tracks.iter().enumerate().any(|(i, t)| {
+                i != index && t.setup.as_ref().is_some_and(|s| s.1.overlaps(delivery))
+            })
         };
-        if clash || channels.0 == channels.1 {
-            return self.respond(&reply(request, 400, "Bad Request (interleaved channels)"));
+        let one_port = match delivery {
+            Delivery::Interleaved(rtp, rtcp) => rtp == rtcp,
+            Delivery::Udp(rtp, rtcp) => rtp == rtcp,
+        };
+        if clash || one_port {
+            return self.respond(&reply(
+                request,
+                400,
+                "Bad Request (channels or ports in use)",
+            ));
         }
-        let mut answer = Transport::new(LowerTransport::Tcp);
-        answer.interleaved = Some(channels);
         if publishing {
             answer.mode = Some(TransportMode::Record);
             if let Some(track) = self.in_tracks.get_mut(index) {
-                track.channels = Some(channels);
+                track.delivery = Some(delivery);
             }
         } else if let Some(track) = self.out_tracks.get_mut(index) {
             answer.ssrc = Some(track.ssrc);
-            track.setup = Some((request.uri.clone(), channels));
+            track.setup = Some((request.uri.clone(), delivery));
+        }
+        if let Delivery::Udp(rtp, rtcp) = delivery {
+            self.events
+                .push_back(SessionEvent::DatagramPortsAnnounced { rtp, rtcp });
         }
         let response = reply(request, 200, "OK").header("Transport", &answer.to_string());
         let response = self.with_session(response);
@@ -669,7 +735,7 @@ impl RtspServerSession {
             return self.respond(&response);
         }
         let ready =
-            self.state == State::Announced && self.in_tracks.iter().any(|t| t.channels.is_some());
+            self.state == State::Announced && self.in_tracks.iter().any(|t| t.delivery.is_some());
         if !ready {
             return self.respond(&reply(request, 455, "Method Not Valid in This State"));
         }
@@ -828,7 +894,7 @@ impl RtspServerSession {
         else {
             return;
         };
-        let Some((_, (channel, _))) = track.setup else {
+        let Some((_, delivery)) = track.setup else {
             return;
         };
         self.packets.clear();
@@ -843,29 +909,33 @@ impl RtspServerSession {
         }
         for packet in &self.packets {
             let len = packet.len();
-            let Some(header) = super::message::interleaved_header(channel, len) else {
-                continue;
-            };
-            self.arena.reserve(header.len());
-            self.arena.put_slice(&header);
-            self.out.push(self.arena.split().freeze());
-            packet.queue(&mut self.out);
+            queue_packet(
+                &mut self.out,
+                &mut self.datagrams,
+                &mut self.arena,
+                delivery,
+                UdpChannel::Rtp,
+                &packet.segments,
+            );
             track.packets = track.packets.wrapping_add(1);
             let payload = len.saturating_sub(RTP_HEADER_LEN);
             track.octets = track.octets.wrapping_add(payload as u32);
         }
     }
 
-    /// Queues one RTCP compound packet (built by `write`) on an interleaved channel.
-    fn queue_rtcp(&mut self, channel: u8, write: impl FnOnce(&mut BytesMut)) {
+    /// Queues one RTCP compound packet (built by `write`) for a track.
+    fn queue_rtcp(&mut self, delivery: Delivery, write: impl FnOnce(&mut BytesMut)) {
         self.arena.reserve(128);
-        self.arena.put_slice(&[b'$', channel, 0, 0]);
         write(&mut self.arena);
-        let len = u16::try_from(self.arena.len().saturating_sub(4)).unwrap_or(0);
-        if let Some(field) = self.arena.get_mut(2..4) {
-            field.copy_from_slice(&len.to_be_bytes());
-        }
-        self.out.push(self.arena.split().freeze());
+        let packet = self.arena.split().freeze();
+        queue_packet(
+            &mut self.out,
+            &mut self.datagrams,
+            &mut self.arena,
+            delivery,
+            UdpChannel::Rtcp,
+            core::slice::from_ref(&packet),
+        );
     }
 
     /// Sends a sender report for every set-up track; all on the same NTP ↔ media-time line.
@@ -880,7 +950,7 @@ impl RtspServerSession {
         let ntp = NtpTimestamp::from_unix_micros(micros);
         let mut reports = Vec::new();
         for track in &self.out_tracks {
-            if let Some((_, (_, rtcp_channel))) = track.setup {
+            if let Some((_, delivery)) = track.setup {
                 let report = SenderReport {
                     ssrc: track.ssrc,
                     ntp,
@@ -889,11 +959,11 @@ impl RtspServerSession {
                     octet_count: track.octets,
                     reports: Vec::new(),
                 };
-                reports.push((rtcp_channel, report));
+                reports.push((delivery, report));
             }
         }
-        for (channel, report) in reports {
-            self.queue_rtcp(channel, |out| {
+        for (delivery, report) in reports {
+            self.queue_rtcp(delivery, |out| {
                 report.encode(out);
                 rtcp::encode_sdes_cname(out, report.ssrc, SERVER_NAME.as_bytes());
             });
@@ -902,13 +972,13 @@ impl RtspServerSession {
     }
 
     fn send_byes(&mut self) {
-        let byes: Vec<(u8, u32)> = self
+        let byes: Vec<(Delivery, u32)> = self
             .out_tracks
             .iter()
-            .filter_map(|t| t.setup.as_ref().map(|(_, (_, rtcp))| (*rtcp, t.ssrc)))
+            .filter_map(|t| t.setup.as_ref().map(|(_, delivery)| (*delivery, t.ssrc)))
             .collect();
-        for (channel, ssrc) in byes {
-            self.queue_rtcp(channel, |out| {
+        for (delivery, ssrc) in byes {
+            self.queue_rtcp(delivery, |out| {
                 Bye {
                     sources: alloc::vec![ssrc],
                     reason: None,
@@ -921,13 +991,18 @@ impl RtspServerSession {
     // ----- publishing -----
 
     fn on_interleaved(&mut self, channel: u8, payload: Bytes) {
+        self.on_track_data(u16::from(channel), false, payload);
+    }
+
+    /// RTP or RTCP from the peer on `port` (an interleaved channel, or a UDP port).
+    fn on_track_data(&mut self, port: u16, udp: bool, payload: Bytes) {
         if !matches!(self.state, State::Recording | State::Announced) {
             // A player's receiver reports, or data before SETUP: nothing to act on.
             return;
         }
         let found = self.in_tracks.iter().enumerate().find_map(|(i, t)| {
-            let (rtp, rtcp) = t.channels?;
-            (channel == rtp || channel == rtcp).then_some((i, channel == rtcp))
+            let rtcp = t.delivery?.uses(port, udp)?;
+            Some((i, rtcp))
         });
         match found {
             Some((index, true)) => self.on_rtcp(index, &payload),
@@ -1061,6 +1136,39 @@ impl RtspServerSession {
     }
 }
 
+/// Queues one RTP or RTCP packet for a track: behind an interleave header on the connection,
+/// or as a datagram. Either way the payload segments are shared, not copied.
+fn queue_packet(
+    out: &mut OutQueue,
+    datagrams: &mut DatagramQueue,
+    arena: &mut BytesMut,
+    delivery: Delivery,
+    channel: UdpChannel,
+    segments: &[Bytes],
+) {
+    let rtcp = channel == UdpChannel::Rtcp;
+    match delivery {
+        Delivery::Interleaved(rtp_channel, rtcp_channel) => {
+            let len = segments.iter().map(Bytes::len).sum();
+            let channel = if rtcp { rtcp_channel } else { rtp_channel };
+            let Some(header) = super::message::interleaved_header(channel, len) else {
+                return;
+            };
+            arena.reserve(header.len());
+            arena.put_slice(&header);
+            out.push(arena.split().freeze());
+            for segment in segments {
+                out.push(segment.clone());
+            }
+        }
+        Delivery::Udp(rtp_port, rtcp_port) => datagrams.push(Datagram {
+            channel,
+            port: if rtcp { rtcp_port } else { rtp_port },
+            segments: segments.iter().cloned().collect(),
+        }),
+    }
+}
+
 /// A response to `request` with our `Server` header.
 fn reply(request: &Request, status: u16, reason: &str) -> Response {
     Response::to(request, status, reason).header("Server", SERVER_NAME)
@@ -1148,7 +1256,7 @@ fn in_track(media: &MediaDescription, base: &str) -> InTrack {
         clock_rate,
         config,
         control_path: String::from(url_path(&media.control_url(base))),
-        channels: None,
+        delivery: None,
         depacketizer: None,
         sender_report: None,
         generation: 0,
@@ -1283,6 +1391,39 @@ impl LiveSession for RtspServerSession {
 
     fn transmit(&mut self) -> &mut OutQueue {
         &mut self.out
+    }
+
+    fn datagrams(&mut self) -> Option<&mut DatagramQueue> {
+        Some(&mut self.datagrams)
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Millis,
+        channel: UdpChannel,
+        from_port: u16,
+        payload: Bytes,
+    ) {
+        if self.closed {
+            return;
+        }
+        let known = self
+            .in_tracks
+            .iter()
+            .filter_map(|t| t.delivery)
+            .chain(
+                self.out_tracks
+                    .iter()
+                    .filter_map(|t| t.setup.as_ref().map(|s| s.1)),
+            )
+            .any(|delivery| delivery.uses(from_port, true) == Some(channel == UdpChannel::Rtcp));
+        if !known {
+            return;
+        }
+        // A player's receiver reports keep its session alive, as requests do.
+        self.now = now;
+        self.last_activity = now;
+        self.on_track_data(from_port, true, payload);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {

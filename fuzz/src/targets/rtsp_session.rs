@@ -1,7 +1,8 @@
-//! Fuzz body for the RTSP server session: requests, SDP, interleaved RTP and RTCP, in both
-//! the publish and the play flow.
+//! Fuzz body for the RTSP server session: requests, SDP, interleaved RTP and RTCP, RTP and
+//! RTCP datagrams over UDP, in both the publish and the play flow.
 
 use bytes::{Bytes, BytesMut};
+use mediakit_core::datagram::UdpChannel;
 use mediakit_core::media::nal::to_length_prefixed;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, Media, TrackConfig};
 use mediakit_core::rtsp::{RtspLimits, RtspServerConfig, RtspServerSession};
@@ -52,11 +53,15 @@ pub fn rtsp_session(data: &[u8]) {
             max_body_bytes: 4096,
         },
         max_frame_bytes: 64 * 1024,
+        udp_ports: Some((30_000, 30_001)),
         ..RtspServerConfig::default()
     };
     let mut session = RtspServerSession::new(config, Millis(0), SEED);
     let media = snapshot();
     let mut playing = false;
+    // The client ports the session announced: each read is also sent as a datagram from
+    // them, so UDP ingest sees the same arbitrary bytes.
+    let mut ports: Option<(u16, u16)> = None;
     let (read_size, input) = crate::read_sizes(data);
     let mut buffer = BytesMut::new();
     for (i, piece) in input.chunks(read_size).enumerate() {
@@ -74,8 +79,17 @@ pub fn rtsp_session(data: &[u8]) {
                     playing = true;
                 }
                 SessionEvent::Closed { .. } => return,
+                SessionEvent::DatagramPortsAnnounced { rtp, rtcp } => ports = Some((rtp, rtcp)),
                 _ => {}
             }
+        }
+        if let Some((rtp, rtcp)) = ports {
+            let (channel, port) = if i % 2 == 0 {
+                (UdpChannel::Rtp, rtp)
+            } else {
+                (UdpChannel::Rtcp, rtcp)
+            };
+            session.handle_datagram(now, channel, port, Bytes::copy_from_slice(piece));
         }
         if playing {
             for item in &media {
@@ -88,6 +102,9 @@ pub fn rtsp_session(data: &[u8]) {
         let out = session.transmit();
         let written = out.queued_bytes();
         out.advance(written);
+        if let Some(datagrams) = session.datagrams() {
+            datagrams.clear();
+        }
     }
     session.handle_timeout(Millis(u64::MAX / 2));
 }

@@ -10,6 +10,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use mediakit_core::datagram::UdpChannel;
 use mediakit_core::http_flv::HttpFlvSession;
 use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
@@ -20,6 +21,7 @@ use super::fanout::Source;
 use super::notify::LocalNotify;
 use super::runtime::{Connection as _, Runtime};
 use super::shared::PublisherHandle;
+use super::udp::DatagramInbox;
 use super::worker::Worker;
 use crate::logging::LogDecision;
 
@@ -58,8 +60,11 @@ pub async fn serve<R: Runtime>(
         }
         Protocol::Http => drive(worker, stream, peer, "http", HttpFlvSession::new(now)).await,
         Protocol::Rtsp => {
-            let session =
-                RtspServerSession::new(RtspServerConfig::default(), now, random_seed(&peer));
+            let config = RtspServerConfig {
+                udp_ports: worker.udp.get().map(|udp| udp.ports),
+                ..RtspServerConfig::default()
+            };
+            let session = RtspServerSession::new(config, now, random_seed(&peer));
             drive(worker, stream, peer, "rtsp", session).await
         }
     }
@@ -135,6 +140,10 @@ struct Conn<R: Runtime, S> {
     closing: Option<Ending>,
     /// The stream this connection last published or played, named in its close line.
     stream_name: Option<StreamKey>,
+    /// Datagrams routed here from the peer's UDP ports, once it announced some.
+    datagram_inbox: Option<Rc<DatagramInbox>>,
+    /// The peer addresses routed to `datagram_inbox`, removed at close.
+    datagram_routes: Vec<SocketAddr>,
 }
 
 async fn drive<R: Runtime, S: LiveSession>(
@@ -159,6 +168,8 @@ async fn drive<R: Runtime, S: LiveSession>(
         wake,
         closing: None,
         stream_name: None,
+        datagram_inbox: None,
+        datagram_routes: Vec::new(),
     };
     let _ = stream.socket().set_nodelay(true);
     let mut nodelay = true;
@@ -179,6 +190,7 @@ async fn drive<R: Runtime, S: LiveSession>(
                 .take()
                 .unwrap_or(Ending::Error(format!("write failed: {error}")));
         }
+        let udp_full = conn.send_datagrams();
         if conn.closing.is_some() && conn.session.transmit().is_empty() {
             break conn.closing.take().unwrap_or(Ending::Normal("closed"));
         }
@@ -210,6 +222,11 @@ async fn drive<R: Runtime, S: LiveSession>(
                     return Poll::Ready(Wakeup::Writable(result));
                 }
             }
+            if let (Some(channel), Some(udp)) = (udp_full, worker.udp.get()) {
+                if udp.poll_writable(channel, cx).is_ready() {
+                    return Poll::Ready(Wakeup::Notified);
+                }
+            }
             if wake.poll_notified(cx).is_ready() {
                 return Poll::Ready(Wakeup::Notified);
             }
@@ -229,6 +246,7 @@ async fn drive<R: Runtime, S: LiveSession>(
             Wakeup::Readable(Ok(())) => match stream.try_read(&mut input) {
                 Ok(0) => break conn.closing.take().unwrap_or(Ending::Normal("peer closed")),
                 Ok(_) => {
+                    conn.receive_datagrams(true);
                     if let Err(error) = conn.session.handle_input(worker.shared.now(), &mut input) {
                         conn.closing = Some(Ending::Error(error.to_string()));
                     }
@@ -237,7 +255,10 @@ async fn drive<R: Runtime, S: LiveSession>(
                 Err(error) => break Ending::Error(format!("read failed: {error}")),
             },
             Wakeup::Writable(Ok(())) => {}
-            Wakeup::Notified => conn.on_notified(),
+            Wakeup::Notified => {
+                conn.receive_datagrams(false);
+                conn.on_notified();
+            }
             Wakeup::Deadline => {
                 conn.session.handle_timeout(worker.shared.now());
                 if wait_deadline.is_some_and(|at| Instant::now() >= at) {
@@ -248,6 +269,7 @@ async fn drive<R: Runtime, S: LiveSession>(
     };
 
     conn.leave_role();
+    conn.drop_datagram_routes();
     worker.forget_connection(connection_id);
     // Connections that published or played always get their close line; the others (scans,
     // garbage, failed handshakes) only within the per-worker rate limit.
@@ -272,7 +294,7 @@ async fn drive<R: Runtime, S: LiveSession>(
 }
 
 /// Rate-limits the lines of connections that never publish or play.
-fn log_allowed<R>(worker: &Worker<R>) -> bool {
+fn log_allowed<R: Runtime>(worker: &Worker<R>) -> bool {
     match worker.log_limiter.borrow_mut().check(Instant::now()) {
         LogDecision::Log { suppressed_before } => {
             if suppressed_before > 0 {
@@ -352,6 +374,7 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 self.start_play(key);
             }
             SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
+            SessionEvent::DatagramPortsAnnounced { rtp, rtcp } => self.route_datagrams(rtp, rtcp),
             SessionEvent::Closed { reason } => {
                 self.closing.get_or_insert(Ending::Normal(reason));
             }
@@ -495,7 +518,8 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
             return false;
         };
         loop {
-            if self.session.transmit().queued_bytes() >= PLAYER_HIGH_WATER {
+            let datagram_bytes = self.session.datagrams().map_or(0, |d| d.queued_bytes());
+            if self.session.transmit().queued_bytes() + datagram_bytes >= PLAYER_HIGH_WATER {
                 return true;
             }
             let next = source.state.borrow_mut().pop(*reader);
@@ -518,6 +542,58 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
             self.leave_role();
         }
         false
+    }
+
+    /// Routes datagrams from the peer's announced ports to this session.
+    fn route_datagrams(&mut self, rtp: u16, rtcp: u16) {
+        let Some(udp) = self.worker.udp.get() else {
+            return;
+        };
+        let wake = &self.wake;
+        let inbox = self
+            .datagram_inbox
+            .get_or_insert_with(|| DatagramInbox::new(Rc::clone(wake)));
+        for port in [rtp, rtcp] {
+            let from = SocketAddr::new(self.peer.ip(), port);
+            udp.route(from, inbox);
+            if !self.datagram_routes.contains(&from) {
+                self.datagram_routes.push(from);
+            }
+        }
+    }
+
+    /// Hands the datagrams routed here to the session. Before a request on the connection,
+    /// `collect` first takes any still in the worker's sockets: a request must not overtake
+    /// RTP the peer sent before it.
+    fn receive_datagrams(&mut self, collect: bool) {
+        let Some(inbox) = &self.datagram_inbox else {
+            return;
+        };
+        if let (true, Some(udp)) = (collect, self.worker.udp.get()) {
+            udp.receive_pending();
+        }
+        let now = self.worker.shared.now();
+        while let Some((channel, port, payload)) = inbox.pop() {
+            self.session.handle_datagram(now, channel, port, payload);
+        }
+    }
+
+    /// Sends the session's queued datagrams; returns the channel whose socket is full.
+    fn send_datagrams(&mut self) -> Option<UdpChannel> {
+        let udp = self.worker.udp.get()?;
+        let queue = self.session.datagrams()?;
+        if queue.is_empty() {
+            return None;
+        }
+        udp.send(queue, self.peer.ip())
+    }
+
+    fn drop_datagram_routes(&mut self) {
+        if let (Some(udp), Some(inbox)) = (self.worker.udp.get(), &self.datagram_inbox) {
+            for from in self.datagram_routes.drain(..) {
+                udp.unroute(from, inbox);
+            }
+        }
     }
 
     /// Leaves whatever the connection was doing in the hub.

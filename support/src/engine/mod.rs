@@ -12,13 +12,14 @@ mod fanout;
 pub mod notify;
 pub mod runtime;
 mod shared;
+mod udp;
 mod worker;
 
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use runtime::{Connection, Runtime};
+pub use runtime::{Connection, DatagramSocket, Runtime};
 
 use crate::ServerConfig;
 use shared::Shared;

@@ -3,7 +3,7 @@
 //! one small file; the connection, worker and fan-out logic above it exists once.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,6 +21,8 @@ pub trait Runtime: 'static {
     type Stream: Connection + 'static;
     /// A timer future.
     type Sleep: Future<Output = ()>;
+    /// A UDP socket registered with this thread's reactor.
+    type Datagram: DatagramSocket + 'static;
 
     /// Runs `main` to completion on a fresh single-threaded executor on the current thread;
     /// tasks spawned with [`Runtime::spawn_local`] meanwhile run on it too.
@@ -31,6 +33,8 @@ pub trait Runtime: 'static {
     fn sleep_until(deadline: Instant) -> Self::Sleep;
     /// Registers a bound, non-blocking listener with this thread's reactor.
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+    /// Registers a bound, non-blocking UDP socket with this thread's reactor.
+    fn datagram(socket: std::net::UdpSocket) -> io::Result<Self::Datagram>;
     /// Accepts the next connection.
     fn accept(
         listener: &Self::Listener,
@@ -51,4 +55,18 @@ pub trait Connection {
     fn try_send(&self, queue: &mut OutQueue, more: bool) -> io::Result<usize>;
     /// The socket, for options such as TCP_NODELAY.
     fn socket(&self) -> SockRef<'_>;
+}
+
+/// What the engine does with a UDP socket (RTP and RTCP for RTSP over UDP): readiness and
+/// non-blocking datagram I/O.
+pub trait DatagramSocket {
+    /// Ready when a receive may make progress.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready when a send may make progress.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Receives one datagram into `buffer`; `WouldBlock` when none waits.
+    fn try_recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    /// Sends one datagram gathered from `segments` (one `sendmsg`); `WouldBlock` when the
+    /// socket buffer is full.
+    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize>;
 }

@@ -1,15 +1,16 @@
 //! One worker: a single-threaded executor on its own OS thread with its own listeners, the
 //! connections it accepted, and its view of the live streams.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
-use std::net::TcpListener as StdListener;
+use std::net::{TcpListener as StdListener, UdpSocket as StdUdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mediakit_core::datagram::UdpChannel;
 use mediakit_core::hub::{LocalSource, PublisherId, ReaderKey, WaiterId};
 
 use super::connection::{self, Protocol};
@@ -17,8 +18,9 @@ use super::fanout::{Source, SourceState, WorkerMsg};
 use super::notify::LocalNotify;
 use super::runtime::Runtime;
 use super::shared::Shared;
+use super::udp::UdpPorts;
 use crate::logging::LogLimiter;
-use crate::socket::reuseport_listener;
+use crate::socket::{reuseport_listener, rtp_socket_pair};
 use crate::ServerConfig;
 
 /// How long a stopping worker gives its connections to close before it drops them.
@@ -30,6 +32,8 @@ pub struct Listeners {
     rtmp: Option<StdListener>,
     http: Option<StdListener>,
     rtsp: Option<StdListener>,
+    /// RTP and RTCP sockets for RTSP over UDP.
+    rtp: Option<(StdUdpSocket, StdUdpSocket)>,
 }
 
 impl Listeners {
@@ -45,18 +49,31 @@ impl Listeners {
             rtmp: bind(config.rtmp_addr())?,
             http: bind(config.http_addr())?,
             rtsp: bind(config.rtsp_addr())?,
+            rtp: match config.rtp_ports() {
+                Some(range) => {
+                    Some(rtp_socket_pair(config.server.bind, range)?.ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            format!("no free UDP port pair in {}-{} for RTP", range.0, range.1),
+                        )
+                    })?)
+                }
+                None => None,
+            },
         })
     }
 }
 
 /// A worker's thread-local state, shared by its tasks through `Rc`.
 #[derive(Debug)]
-pub struct Worker<R> {
+pub struct Worker<R: Runtime> {
     pub id: usize,
     pub shared: Arc<Shared>,
     /// Sources this worker holds, origin or mirror, by publication.
     pub sources: RefCell<HashMap<PublisherId, Rc<Source>>>,
     pub log_limiter: RefCell<LogLimiter>,
+    /// This worker's RTP/RTCP sockets, when RTSP serves UDP.
+    pub udp: OnceCell<Rc<UdpPorts<R>>>,
     /// Every live connection's wake-up, so shutdown reaches them all.
     connections: RefCell<HashMap<u64, Rc<LocalNotify>>>,
     next_connection: Cell<u64>,
@@ -204,6 +221,7 @@ pub fn run<R: Runtime>(
         shared,
         sources: RefCell::new(HashMap::new()),
         log_limiter: RefCell::new(limiter),
+        udp: OnceCell::new(),
         connections: RefCell::new(HashMap::new()),
         next_connection: Cell::new(1),
         waiting: RefCell::new(HashMap::new()),
@@ -221,6 +239,20 @@ pub fn run<R: Runtime>(
             match R::listener(listener) {
                 Ok(listener) => R::spawn_local(accept_loop(Rc::clone(&worker), listener, protocol)),
                 Err(error) => tracing::error!(worker = id, "cannot register listener: {error}"),
+            }
+        }
+        if let Some((rtp, rtcp)) = listeners.rtp {
+            match UdpPorts::<R>::new(rtp, rtcp) {
+                Ok(ports) => {
+                    for channel in [UdpChannel::Rtp, UdpChannel::Rtcp] {
+                        let stopping = Rc::clone(&worker);
+                        let receive =
+                            Rc::clone(&ports).receive_loop(channel, move || stopping.is_stopping());
+                        R::spawn_local(receive);
+                    }
+                    let _ = worker.udp.set(ports);
+                }
+                Err(error) => tracing::error!(worker = id, "cannot register RTP sockets: {error}"),
             }
         }
         let inbox_worker = Rc::clone(&worker);
