@@ -254,6 +254,7 @@ mod tests {
     // below pts, which is what the generator reproduces.
 
     /// `-bf 2 -x264-params b-adapt=0:b-pyramid=none`: I P B B, depth 1.
+    #[rustfmt::skip]
     const BF2: &[(i64, i64)] = &[
         (0, -40), (120, 0), (40, 40), (80, 80), (240, 120), (160, 160), (200, 200), (360, 240),
         (280, 280), (320, 320), (480, 360), (400, 400), (440, 440), (600, 480), (520, 520),
@@ -268,6 +269,7 @@ mod tests {
     ];
 
     /// `-bf 3 -x264-params b-adapt=0:b-pyramid=normal`: I P B b b, depth 2.
+    #[rustfmt::skip]
     const BF3_PYRAMID: &[(i64, i64)] = &[
         (0, -80), (160, -40), (80, 0), (40, 40), (120, 80), (320, 120), (240, 160), (200, 200),
         (280, 240), (480, 280), (400, 320), (360, 360), (440, 400), (640, 440), (560, 480),
@@ -283,6 +285,7 @@ mod tests {
 
     /// `-bf 3 -x264-params b-adapt=2:b-pyramid=normal`: adaptive runs of B-frames; the first
     /// pyramid (depth 2) only shows at the ninth frame, after the probe.
+    #[rustfmt::skip]
     const BF3_ADAPTIVE: &[(i64, i64)] = &[
         (0, -80), (120, -40), (40, 0), (80, 40), (200, 80), (160, 120), (360, 160), (280, 200),
         (240, 240), (320, 280), (520, 320), (440, 360), (400, 400), (480, 440), (640, 480),
@@ -296,6 +299,7 @@ mod tests {
 
     /// `-bf 3 -x264-params b-adapt=0:b-pyramid=normal:open-gop=1:keyint=24`: open GOPs,
     /// whose leading B-frames follow the keyframe with earlier pts.
+    #[rustfmt::skip]
     const OPEN_GOP: &[(i64, i64)] = &[
         (0, -80), (160, -40), (80, 0), (40, 40), (120, 80), (320, 120), (240, 160), (200, 200),
         (280, 240), (480, 280), (400, 320), (360, 360), (440, 400), (640, 440), (560, 480),
