@@ -13,12 +13,18 @@
 //! sequence gaps themselves, put packets back in order within a small window, drop duplicates,
 //! and after a loss drop the damaged access unit and everything up to the next keyframe. A
 //! malformed packet is an error for that packet only; the depacketizer stays usable.
+//!
+//! For a received stream, [`DtsGenerator`] rebuilds the decode times of video with B-frames
+//! (RTP carries only presentation times) and [`ReceiverStats`] keeps what a receiver report
+//! says about the source.
 
 pub mod aac;
 pub mod clock;
+pub mod dts;
 pub mod h264;
 pub mod h265;
 pub mod nal;
+pub mod receiver;
 pub mod reorder;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -29,9 +35,11 @@ use crate::wire::Reader;
 
 pub use aac::{AacDepacketizer, AacPacketizer};
 pub use clock::RtpClock;
+pub use dts::DtsGenerator;
 pub use h264::{H264Depacketizer, H264Packetizer, H264};
 pub use h265::{H265Depacketizer, H265Packetizer, H265};
 pub use nal::{NalDepacketizer, NalFormat, NalPacketizer, ParameterSets};
+pub use receiver::{Received, ReceiverStats};
 pub use reorder::{Ordered, ReorderBuffer};
 
 /// The only RTP version (RFC 3550 §5.1).
