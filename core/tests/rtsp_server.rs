@@ -415,6 +415,24 @@ fn publish_flow_gives_configs_then_the_frames_sent() {
             .count(),
         2
     );
+    // Receiver reports on each track's RTCP channel: ours, on the publisher's source, with
+    // nothing lost.
+    session.handle_timeout(Millis(5_000));
+    let mut reported = Vec::new();
+    for item in output(&mut session) {
+        let Input::Interleaved { channel, payload } = item else {
+            panic!("only reports are due")
+        };
+        for packet in rtcp::parse_compound(&payload).unwrap() {
+            if let RtcpPacket::ReceiverReport(report) = packet {
+                let block = &report.reports[0];
+                assert_eq!((block.cumulative_lost, block.fraction_lost), (0, 0));
+                reported.push((channel, block.ssrc));
+            }
+        }
+    }
+    assert_eq!(reported, [(1, 11), (3, 22)]);
+    assert_eq!(session.poll_timeout(), Some(Millis(10_000)));
     // TEARDOWN ends the publish.
     let events = feed(
         &mut session,
@@ -429,6 +447,44 @@ fn publish_flow_gives_configs_then_the_frames_sent() {
         ]
     );
     assert_eq!(statuses(&output(&mut session)), [(200, Some(5))]);
+}
+
+#[test]
+fn b_frames_published_over_rtsp_get_their_decode_times_back() {
+    // x264 with two B-frames: decode order I P B B P B B ..., presentation one frame behind
+    // decode (the least delay that keeps pts >= dts, which is what x264 writes and all a
+    // generator can infer).
+    let display = |decode: i64| match decode {
+        0 => 0,
+        d if d % 3 == 1 => d + 2,
+        d => d - 1,
+    };
+    let frames: Vec<Frame> = (0..60)
+        .map(|i| {
+            let mut frame = video(i * 40, i % 30 == 0, i == 0, 200);
+            frame.pts = display(i) * 40 + 40;
+            frame
+        })
+        .collect();
+    let mut publisher = Publisher::new();
+    let mut wire = Publisher::setup_requests();
+    wire.put(publisher.reports(0, 0));
+    wire.put(publisher.rtp(&frames));
+    wire.put(encode(
+        &request(Method::Teardown, URL, 5).header("Session", "12345678"),
+    ));
+    let media = media_events(&run_publish(&wire, &[]));
+    let got = frames_of(&media, Codec::H264);
+    assert_eq!(got.len(), frames.len());
+    // RTP carried presentation times only; every decode time is reconstructed.
+    let shift = got[0].pts - frames[0].pts;
+    for (index, (got, sent)) in got.iter().zip(&frames).enumerate() {
+        assert_eq!(
+            (got.pts - shift, got.dts - shift),
+            (sent.pts, sent.dts),
+            "frame {index}"
+        );
+    }
 }
 
 #[test]
@@ -615,6 +671,12 @@ fn ffmpeg_publish_capture_replays() {
         other => panic!("{other:?}"),
     }
     // The capture holds the first keyframe (x264's SEI, then the IDR) and ends before audio.
+    // The keyframe waits in the DTS generator (it cannot know yet whether B-frames follow)
+    // until the TEARDOWN flushes it.
+    assert!(frames_of(&media, Codec::H264).is_empty());
+    let teardown =
+        request(Method::Teardown, "rtsp://127.0.0.1:8554/live/x", 6).header("Session", "12345678");
+    let media = media_events(&feed(&mut session, 1, &encode(&teardown)));
     let video = frames_of(&media, Codec::H264);
     assert_eq!(video.len(), 1);
     assert!(video[0].keyframe);
@@ -1125,7 +1187,8 @@ fn timeouts_close_idle_sessions() {
     let events_in = feed(&mut s, 0, &Publisher::setup_requests());
     accept_all(&mut s, &events_in);
     events(&mut s);
-    assert_eq!(s.poll_timeout(), Some(Millis(60_000)));
+    // Receiver reports fall due every 5 s; the idle timeout is 60 s all the same.
+    assert_eq!(s.poll_timeout(), Some(Millis(5_000)));
     s.handle_timeout(Millis(60_000));
     assert_eq!(
         events(&mut s),

@@ -37,11 +37,12 @@ use crate::datagram::{Datagram, DatagramQueue, UdpChannel};
 use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
-use crate::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
+use crate::rtcp::{self, Bye, NtpTimestamp, ReceiverReport, RtcpPacket, SenderReport};
 use crate::rtp::{
-    AacDepacketizer, AacPacketizer, DepacketizerConfig, H264Depacketizer, H264Packetizer,
-    H265Depacketizer, H265Packetizer, PacketizerConfig, RtpClock, RtpError, RtpPacket,
-    RtpPacketOut, DEFAULT_MAX_ACCESS_UNIT, DEFAULT_MTU, RTP_HEADER_LEN, VIDEO_CLOCK_RATE,
+    AacDepacketizer, AacPacketizer, DepacketizerConfig, DtsGenerator, H264Depacketizer,
+    H264Packetizer, H265Depacketizer, H265Packetizer, PacketizerConfig, ReceiverStats, RtpClock,
+    RtpError, RtpPacket, RtpPacketOut, DEFAULT_MAX_ACCESS_UNIT, DEFAULT_MTU, RTP_HEADER_LEN,
+    VIDEO_CLOCK_RATE,
 };
 use crate::sdp::{MediaDescription, SdpCodec, SessionDescription};
 use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
@@ -57,6 +58,10 @@ const SERVER_NAME: &str = "mediakit";
 /// With publisher sender reports, how far before the first mapped packet the ingest timeline's
 /// zero lies: room for tracks that start a little before the first packet to arrive.
 pub const SENDER_REPORT_TIMELINE_MARGIN_MS: i64 = 1_000;
+
+/// Most audio frames kept back while video waits for decode times (about 1 s of AAC at
+/// 48 kHz twice over).
+const MAX_HELD_AUDIO: usize = 96;
 
 /// Limits and settings of one server session.
 #[derive(Debug, Clone)]
@@ -310,6 +315,12 @@ struct InTrack {
     sender_report: Option<(i64, u32)>,
     /// The depacketizer's parameter-set generation last turned into a configuration.
     generation: u64,
+    /// Video only: decode times for frames that RTP gives presentation times alone.
+    dts: Option<DtsGenerator>,
+    /// Reception statistics for our receiver reports.
+    stats: ReceiverStats,
+    /// Our SSRC as the receiver of this track.
+    ssrc: u32,
 }
 
 /// One server-side RTSP connection.
@@ -351,6 +362,11 @@ pub struct RtspServerSession {
     packets: Vec<RtpPacketOut>,
     // Publishing.
     in_tracks: Vec<InTrack>,
+    /// Audio frames kept back while a video track's DTS generator holds frames, so frames
+    /// still go to the server in decode order across tracks.
+    held_audio: VecDeque<Frame>,
+    /// Reused buffer of frames leaving a DTS generator.
+    released: Vec<Frame>,
     /// The publisher's NTP time (ms) that is 0 on our timeline, once a report has set it.
     ntp_base_ms: Option<i64>,
 }
@@ -390,6 +406,8 @@ impl RtspServerSession {
             next_report: None,
             packets: Vec::new(),
             in_tracks: Vec::new(),
+            held_audio: VecDeque::new(),
+            released: Vec::new(),
             ntp_base_ms: None,
         }
     }
@@ -573,6 +591,12 @@ impl RtspServerSession {
             return self.respond(&reply(&request, 415, "Unsupported Media Type"));
         }
         self.in_tracks = tracks;
+        for index in 0..self.in_tracks.len() {
+            let ssrc = self.next_random() as u32;
+            if let Some(track) = self.in_tracks.get_mut(index) {
+                track.ssrc = ssrc;
+            }
+        }
         self.ask_server(request, State::AnnounceRequested);
     }
 
@@ -740,6 +764,7 @@ impl RtspServerSession {
             return self.respond(&reply(request, 455, "Method Not Valid in This State"));
         }
         self.state = State::Recording;
+        self.next_report = Some(self.now + self.config.sender_report_interval_ms);
         let response = self.with_session(reply(request, 200, "OK"));
         self.respond(&response);
     }
@@ -1020,6 +1045,7 @@ impl RtspServerSession {
             if let RtcpPacket::SenderReport(report) = packet {
                 let ntp_ms = i64::try_from(report.ntp.to_unix_micros() / 1000).unwrap_or(0);
                 if let Some(track) = self.in_tracks.get_mut(index) {
+                    track.stats.on_sender_report(&report, self.now);
                     if track.depacketizer.is_none() {
                         track.sender_report = Some((ntp_ms, report.rtp_timestamp));
                     }
@@ -1039,6 +1065,7 @@ impl RtspServerSession {
         let Some(track) = self.in_tracks.get_mut(index) else {
             return;
         };
+        track.stats.on_packet(&packet.header, self.now);
         let Some(codec) = track.codec else {
             return;
         };
@@ -1088,10 +1115,10 @@ impl RtspServerSession {
     }
 
     fn pull_frames(&mut self, index: usize) {
-        let Some(track) = self.in_tracks.get_mut(index) else {
-            return;
-        };
         loop {
+            let Some(track) = self.in_tracks.get_mut(index) else {
+                return;
+            };
             let frame = match &mut track.depacketizer {
                 Some(Depacketizer::H264(inner)) => inner.pull(),
                 Some(Depacketizer::H265(inner)) => inner.pull(),
@@ -1102,11 +1129,78 @@ impl RtspServerSession {
                 return;
             };
             if let Some(config) = in_band_config(track) {
+                // Frames still waiting for their decode time belong before the new
+                // configuration.
+                self.release_frames(index, true);
                 self.events
                     .push_back(SessionEvent::Media(Media::Config(config)));
             }
+            self.emit_frame(index, frame);
+        }
+    }
+
+    /// Passes a depacketized frame on: video through its track's DTS generator, audio held
+    /// back while a generator holds video, so the server gets frames in decode order.
+    fn emit_frame(&mut self, index: usize, frame: Frame) {
+        let Some(track) = self.in_tracks.get_mut(index) else {
+            return;
+        };
+        if let Some(dts) = &mut track.dts {
+            dts.push(frame);
+            return self.release_frames(index, false);
+        }
+        if self.video_held() {
+            // A generator holds at most a few frames; this bound only guards against a
+            // video track that stopped mid-hold.
+            if self.held_audio.len() >= MAX_HELD_AUDIO {
+                if let Some(oldest) = self.held_audio.pop_front() {
+                    self.events
+                        .push_back(SessionEvent::Media(Media::Frame(oldest)));
+                }
+            }
+            self.held_audio.push_back(frame);
+        } else {
             self.events
                 .push_back(SessionEvent::Media(Media::Frame(frame)));
+        }
+    }
+
+    /// Whether a video track's DTS generator holds frames.
+    fn video_held(&self) -> bool {
+        self.in_tracks
+            .iter()
+            .any(|t| t.dts.as_ref().is_some_and(|dts| dts.held() > 0))
+    }
+
+    /// Emits what track `index`'s DTS generator has given decode times (all it holds with
+    /// `flush`), each after the held audio that decodes before it; then, if no video is held
+    /// any more, the rest of the held audio.
+    fn release_frames(&mut self, index: usize, flush: bool) {
+        let mut released = core::mem::take(&mut self.released);
+        if let Some(dts) = self.in_tracks.get_mut(index).and_then(|t| t.dts.as_mut()) {
+            if flush {
+                dts.flush();
+            }
+            released.extend(core::iter::from_fn(|| dts.pop()));
+        }
+        for frame in released.drain(..) {
+            while let Some(audio) = self.held_audio.pop_front() {
+                if audio.dts > frame.dts {
+                    self.held_audio.push_front(audio);
+                    break;
+                }
+                self.events
+                    .push_back(SessionEvent::Media(Media::Frame(audio)));
+            }
+            self.events
+                .push_back(SessionEvent::Media(Media::Frame(frame)));
+        }
+        self.released = released;
+        if !self.video_held() {
+            for audio in self.held_audio.drain(..) {
+                self.events
+                    .push_back(SessionEvent::Media(Media::Frame(audio)));
+            }
         }
     }
 
@@ -1122,6 +1216,35 @@ impl RtspServerSession {
             }
             self.pull_frames(index);
         }
+        for index in 0..self.in_tracks.len() {
+            self.release_frames(index, true);
+        }
+    }
+
+    /// Sends a receiver report for every track being received, about as often as sender
+    /// reports go to players.
+    fn send_receiver_reports(&mut self) {
+        let now = self.now;
+        let mut reports = Vec::new();
+        for track in &mut self.in_tracks {
+            let Some(delivery) = track.delivery else {
+                continue;
+            };
+            if let Some(block) = track.stats.report_block(now) {
+                let report = ReceiverReport {
+                    ssrc: track.ssrc,
+                    reports: alloc::vec![block],
+                };
+                reports.push((delivery, report));
+            }
+        }
+        for (delivery, report) in reports {
+            self.queue_rtcp(delivery, |out| {
+                report.encode(out);
+                rtcp::encode_sdes_cname(out, report.ssrc, SERVER_NAME.as_bytes());
+            });
+        }
+        self.next_report = Some(self.now + self.config.sender_report_interval_ms);
     }
 
     fn reject_status(&self, why: Rejection) -> (u16, &'static str) {
@@ -1260,6 +1383,9 @@ fn in_track(media: &MediaDescription, base: &str) -> InTrack {
         depacketizer: None,
         sender_report: None,
         generation: 0,
+        dts: matches!(codec, Some(InCodec::H264 | InCodec::H265)).then(DtsGenerator::new),
+        stats: ReceiverStats::new(clock_rate),
+        ssrc: 0,
     }
 }
 
@@ -1435,7 +1561,9 @@ impl LiveSession for RtspServerSession {
             State::DescribeAccepted { since } => {
                 Some(idle.min(since + self.config.describe_timeout_ms))
             }
-            State::Playing => Some(self.next_report.map_or(idle, |report| report.min(idle))),
+            State::Playing | State::Recording => {
+                Some(self.next_report.map_or(idle, |report| report.min(idle)))
+            }
             _ => Some(idle),
         }
     }
@@ -1463,8 +1591,12 @@ impl LiveSession for RtspServerSession {
                 self.answer_describe();
             }
         }
-        if self.state == State::Playing && self.next_report.is_some_and(|at| now >= at) {
-            self.send_reports();
+        if self.next_report.is_some_and(|at| now >= at) {
+            match self.state {
+                State::Playing => self.send_reports(),
+                State::Recording => self.send_receiver_reports(),
+                _ => {}
+            }
         }
     }
 
