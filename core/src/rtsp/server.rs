@@ -1173,7 +1173,7 @@ impl RtspServerSession {
     }
 
     /// Emits what track `index`'s DTS generator has given decode times (all it holds with
-    /// `flush`), each after the held audio that decodes before it; then, if no video is held
+    /// `flush`), each after the held audio that decodes strictly before it; then, if no video is held
     /// any more, the rest of the held audio.
     fn release_frames(&mut self, index: usize, flush: bool) {
         let mut released = core::mem::take(&mut self.released);
@@ -1184,8 +1184,10 @@ impl RtspServerSession {
             released.extend(core::iter::from_fn(|| dts.pop()));
         }
         for frame in released.drain(..) {
+            // Audio at the same time as a video frame goes after it, as muxers interleave
+            // (and a player joining at a keyframe then gets that audio frame too).
             while let Some(audio) = self.held_audio.pop_front() {
-                if audio.dts > frame.dts {
+                if audio.dts >= frame.dts {
                     self.held_audio.push_front(audio);
                     break;
                 }
