@@ -9,8 +9,8 @@ use super::packet::{put_header, HeaderSpec, PCR_LEN};
 use super::psi::{put_pat, put_pmt, PmtStream};
 use super::{
     pes, stream_type, unwrapped_ticks, TsError, DEFAULT_AUDIO_PID, DEFAULT_PMT_PID,
-    DEFAULT_TIMESTAMP_OFFSET_MS, DEFAULT_VIDEO_PID, NULL_PID, PACKET_BODY_LEN, PACKET_LEN,
-    PAT_PID, STREAM_ID_AUDIO, STREAM_ID_VIDEO, TIMESTAMP_MASK,
+    DEFAULT_TIMESTAMP_OFFSET_MS, DEFAULT_VIDEO_PID, NULL_PID, PACKET_BODY_LEN, PACKET_LEN, PAT_PID,
+    STREAM_ID_AUDIO, STREAM_ID_VIDEO, TIMESTAMP_MASK,
 };
 use crate::media::{avc, hevc, nal, Codec, Frame, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
@@ -363,6 +363,18 @@ impl TsMuxer {
     ) -> Result<WriteOutcome, TsError> {
         self.pieces.clear();
         self.scratch.clear();
+        let result = self.write_pes(frame, arena, out);
+        // Drop the payload references now rather than keep them until the next frame.
+        self.pieces.clear();
+        result
+    }
+
+    fn write_pes(
+        &mut self,
+        frame: &Frame,
+        arena: &mut BytesMut,
+        out: &mut OutQueue,
+    ) -> Result<WriteOutcome, TsError> {
         let offset = self.config.timestamp_offset_ms;
         let dts = unwrapped_ticks(frame.dts, offset);
         let pts = unwrapped_ticks(frame.pts, offset);
@@ -434,10 +446,7 @@ impl TsMuxer {
         let packets = total.div_ceil(PACKET_BODY_LEN - AF_WITH_PCR).max(1);
         let before = out.queued_bytes();
         arena.reserve(
-            2 * PACKET_LEN
-                + packets * PACKET_OVERHEAD_MAX
-                + PACKET_BODY_LEN
-                + self.scratch.len(),
+            2 * PACKET_LEN + packets * PACKET_OVERHEAD_MAX + PACKET_BODY_LEN + self.scratch.len(),
         );
         if tables {
             self.put_tables(arena);
@@ -449,7 +458,6 @@ impl TsMuxer {
         };
         packetize(&self.pieces, &self.scratch, spec, cc, total, arena, out);
         flush_arena(arena, out);
-        self.pieces.clear();
         Ok(WriteOutcome::Written {
             bytes: out.queued_bytes() - before,
             tables,

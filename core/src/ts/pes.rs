@@ -85,7 +85,10 @@ pub struct PesHeader {
 
 /// Streams whose PES packets have no optional header (§2.4.3.7, Table 2-21).
 fn has_optional_header(stream_id: u8) -> bool {
-    !matches!(stream_id, 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff)
+    !matches!(
+        stream_id,
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
+    )
 }
 
 /// Why a PES header could not be read.
@@ -151,7 +154,14 @@ mod tests {
     #[test]
     fn timestamps_round_trip_at_33_bits() {
         let mut arena = BytesMut::new();
-        put_header(&mut arena, 0xe0, 0, TIMESTAMP_MASK, Some(0x1_0000_0001), true);
+        put_header(
+            &mut arena,
+            0xe0,
+            0,
+            TIMESTAMP_MASK,
+            Some(0x1_0000_0001),
+            true,
+        );
         assert_eq!(arena.len(), header_len(true));
         let header = parse_header(&arena).unwrap();
         assert_eq!(header.stream_id, 0xe0);
@@ -171,6 +181,9 @@ mod tests {
             &[0, 0, 1, 0xc0, 0, 100, 0x80, 0x80, 5, 0x21, 0x00, 0x07, 0xd8, 0x61]
         );
         assert!(parse_header(&arena[..12]).is_err());
-        assert_eq!(parse_header(&[0, 0, 2, 0xe0, 0, 0]), Err(PesHeaderError::Invalid));
+        assert_eq!(
+            parse_header(&[0, 0, 2, 0xe0, 0, 0]),
+            Err(PesHeaderError::Invalid)
+        );
     }
 }

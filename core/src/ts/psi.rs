@@ -273,7 +273,10 @@ mod tests {
     fn damaged_sections_are_rejected() {
         let mut pat = FFMPEG_PAT.to_vec();
         pat[9] ^= 1;
-        assert!(matches!(parse_pat(&pat, 0, 7), Err(TsError::Crc { offset: 7, .. })));
+        assert!(matches!(
+            parse_pat(&pat, 0, 7),
+            Err(TsError::Crc { offset: 7, .. })
+        ));
         assert!(parse_pat(&FFMPEG_PAT[..10], 0, 0).is_err());
         assert!(parse_pmt(FFMPEG_PAT, 0, 0).is_err());
     }

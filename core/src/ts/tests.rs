@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::packet::{PacketHeader, PCR_PER_TICK};
 use super::*;
 use crate::media::nal::annex_b_units;
-use crate::media::{AacConfig, AvcConfig, HevcConfig, Frame, Media, TrackConfig};
+use crate::media::{AacConfig, AvcConfig, Frame, HevcConfig, Media, TrackConfig};
 use crate::outq::OutQueue;
 
 const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50];
@@ -135,7 +135,11 @@ fn check_invariants(stream: &[u8], pcr_pid: u16) {
         let header = PacketHeader::parse(packet, 0).unwrap();
         assert!(header.has_payload);
         if let Some(last) = counters.insert(header.pid, header.continuity_counter) {
-            assert_eq!(header.continuity_counter, (last + 1) & 0x0f, "cc on packet {i}");
+            assert_eq!(
+                header.continuity_counter,
+                (last + 1) & 0x0f,
+                "cc on packet {i}"
+            );
         }
         let payload = &packet[header.payload_offset..];
         let pcr = header.adaptation.and_then(|a| a.pcr);
@@ -174,7 +178,10 @@ fn audio_only_stream_has_exact_bytes() {
     assert_eq!(&stream[188..192], &[0x47, 0x50, 0x00, 0x10]);
     let pmt = &stream[193..];
     assert_eq!(
-        psi::parse_pmt(pmt, DEFAULT_PMT_PID, 0).unwrap().unwrap().pcr_pid,
+        psi::parse_pmt(pmt, DEFAULT_PMT_PID, 0)
+            .unwrap()
+            .unwrap()
+            .pcr_pid,
         DEFAULT_AUDIO_PID
     );
     let packet = &stream[376..];
@@ -196,7 +203,10 @@ fn audio_only_stream_has_exact_bytes() {
     assert_eq!(pes[21..], raw);
     // PCR = DTS - 400 ms.
     let header = PacketHeader::parse(packet, 0).unwrap();
-    assert_eq!(header.adaptation.unwrap().pcr, Some((126_000 - 36_000) * 300));
+    assert_eq!(
+        header.adaptation.unwrap().pcr,
+        Some((126_000 - 36_000) * 300)
+    );
 }
 
 #[test]
@@ -290,14 +300,29 @@ fn keyframes_get_tables_and_parameter_sets_unless_in_band() {
     let pes = pes_packets(&stream, &[1]);
     let units: Vec<Vec<Vec<u8>>> = pes
         .iter()
-        .map(|p| annex_b_units(&p.payload).iter().map(|u| u.to_vec()).collect())
+        .map(|p| {
+            annex_b_units(&p.payload)
+                .iter()
+                .map(|u| u.to_vec())
+                .collect()
+        })
         .collect();
     assert_eq!(
         units,
         [
-            vec![vec![0x09, 0xf0], SPS.to_vec(), PPS.to_vec(), vec![0x65, 1, 2]],
+            vec![
+                vec![0x09, 0xf0],
+                SPS.to_vec(),
+                PPS.to_vec(),
+                vec![0x65, 1, 2]
+            ],
             vec![vec![0x09, 0xf0], vec![0x41, 3]],
-            vec![vec![0x09, 0xf0], vec![0x67, 9], vec![0x68, 8], vec![0x65, 4]],
+            vec![
+                vec![0x09, 0xf0],
+                vec![0x67, 9],
+                vec![0x68, 8],
+                vec![0x65, 4]
+            ],
         ]
     );
     assert_eq!(
@@ -313,7 +338,11 @@ fn codec_change_bumps_the_pmt_version_and_parameter_sets_do_not() {
     let mut out = OutQueue::new();
     muxer.set_config(&avc_config(4)).unwrap();
     muxer
-        .write_frame(&video(Codec::H264, 0, 0, true, &[&[0x65]]), &mut arena, &mut out)
+        .write_frame(
+            &video(Codec::H264, 0, 0, true, &[&[0x65]]),
+            &mut arena,
+            &mut out,
+        )
         .unwrap();
     muxer.set_config(&avc_config(4)).unwrap();
     assert_eq!(muxer.pmt_version(), 0);

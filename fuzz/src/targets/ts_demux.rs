@@ -3,8 +3,8 @@
 use bytes::{Bytes, BytesMut};
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, MediaKind, TrackConfig};
 use mediakit_core::ts::{
-    ms_to_ticks, DemuxStats, PesPacket, TsDemuxConfig, TsDemuxer, TsError, TsMuxer,
-    TsMuxerConfig, WriteOutcome, PACKET_LEN,
+    ms_to_ticks, DemuxStats, PesPacket, TsDemuxConfig, TsDemuxer, TsError, TsMuxer, TsMuxerConfig,
+    WriteOutcome, PACKET_LEN,
 };
 use mediakit_core::OutQueue;
 
@@ -39,7 +39,10 @@ pub fn ts_demux(data: &[u8]) {
         return;
     };
     let whole = demux(stream, &[stream.len().max(1)]);
-    let reads = [usize::from(split % 17) + 1, usize::from(split / 17) * 13 + 1];
+    let reads = [
+        usize::from(split % 17) + 1,
+        usize::from(split / 17) * 13 + 1,
+    ];
     let split_result = demux(stream, &reads);
     assert_eq!(whole, split_result, "read split changed the result");
     let (reports, stats) = whole;
@@ -59,9 +62,13 @@ pub fn ts_demux(data: &[u8]) {
         sps: Vec::new(),
         pps: Vec::new(),
     };
-    muxer.set_config(&TrackConfig::Avc(avc)).expect("H.264 config");
+    muxer
+        .set_config(&TrackConfig::Avc(avc))
+        .expect("H.264 config");
     let aac = AacConfig::new(2, 48_000, 2).expect("AAC config");
-    muxer.set_config(&TrackConfig::Aac(aac)).expect("AAC config");
+    muxer
+        .set_config(&TrackConfig::Aac(aac))
+        .expect("AAC config");
     let mut arena = BytesMut::new();
     for pes in reports.into_iter().filter_map(Result::ok) {
         assert!(pes.payload.len() <= MAX_PES);
@@ -85,7 +92,11 @@ pub fn ts_demux(data: &[u8]) {
             }
         };
         let frame = Frame {
-            codec: if kind == MediaKind::Audio { Codec::Aac } else { Codec::H264 },
+            codec: if kind == MediaKind::Audio {
+                Codec::Aac
+            } else {
+                Codec::H264
+            },
             dts,
             pts,
             keyframe: false,
@@ -94,7 +105,9 @@ pub fn ts_demux(data: &[u8]) {
         // Tables first, so the lone PES demuxes on its own.
         let mut out = OutQueue::new();
         muxer.write_tables(&mut arena, &mut out);
-        let outcome = muxer.write_frame(&frame, &mut arena, &mut out).expect("muxes");
+        let outcome = muxer
+            .write_frame(&frame, &mut arena, &mut out)
+            .expect("muxes");
         assert!(matches!(outcome, WriteOutcome::Written { .. }));
         let bytes: Vec<u8> = out.segments().flat_map(|s| s.iter().copied()).collect();
         let (again, again_stats) = demux(&bytes, &[bytes.len()]);
