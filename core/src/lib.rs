@@ -109,6 +109,7 @@ pub mod rtsp;
 pub mod sdp;
 pub mod session;
 pub mod time;
+pub mod ts;
 pub mod wire;
 
 pub use outq::OutQueue;

@@ -20,6 +20,7 @@ pub use targets::sdp::sdp;
 pub use targets::rtp_aac::rtp_aac;
 pub use targets::rtp_h264::rtp_h264;
 pub use targets::rtp_h265::rtp_h265;
+pub use targets::ts_demux::ts_demux;
 
 /// Every target: its corpus directory name and body.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtp_aac", rtp_aac),
     ("rtp_h264", rtp_h264),
     ("rtp_h265", rtp_h265),
+    ("ts_demux", ts_demux),
 ];
 
 /// Splits `data` into reads: the first byte (if any) picks a read size, so the fuzzer explores

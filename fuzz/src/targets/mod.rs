@@ -12,3 +12,4 @@ pub mod sdp;
 pub mod rtp_aac;
 pub mod rtp_h264;
 pub mod rtp_h265;
+pub mod ts_demux;
