@@ -95,11 +95,20 @@ pub fn first_dts(report: &ProbeReport, kind: StreamKind) -> Option<i64> {
 }
 
 pub fn assert_codecs(what: &str, report: &ProbeReport, video: bool, audio: bool) {
-    if video {
+    assert_stream_codecs(what, report, video.then_some("h264"), audio);
+}
+
+/// The codecs, picture size and audio format of `clip`.
+pub fn assert_clip_codecs(what: &str, report: &ProbeReport, clip: Clip) {
+    assert_stream_codecs(what, report, clip.video_codec(), clip != Clip::VideoOnly);
+}
+
+fn assert_stream_codecs(what: &str, report: &ProbeReport, video: Option<&str>, audio: bool) {
+    if let Some(codec) = video {
         let stream = report
             .stream(StreamKind::Video)
             .unwrap_or_else(|| panic!("{what}: no video stream in {:?}", report.streams));
-        assert_eq!(stream.codec_name, "h264", "{what}: video codec");
+        assert_eq!(stream.codec_name, codec, "{what}: video codec");
         assert_eq!(
             (stream.width, stream.height),
             (Some(WIDTH), Some(HEIGHT)),
@@ -109,8 +118,8 @@ pub fn assert_codecs(what: &str, report: &ProbeReport, video: bool, audio: bool)
             report
                 .of(StreamKind::Video)
                 .iter()
-                .all(|p| p.codec_name == "h264"),
-            "{what}: every video packet is h264"
+                .all(|p| p.codec_name == codec),
+            "{what}: every video packet is {codec}"
         );
     } else {
         assert!(
@@ -204,4 +213,176 @@ pub fn assert_clean_decode_within(
         "{what}: {} audio frames decoded, expected {audio:?}",
         decode.audio_frames
     );
+}
+
+/// Timestamps through RTP: its clocks (90 kHz video, the audio sample rate) round-trip
+/// through milliseconds.
+pub const RTP_TOLERANCE_MS: i64 = 2;
+
+/// Most bytes the in-band parameter sets may add to a keyframe read over RTSP (SPS + PPS, or
+/// VPS + SPS + PPS, with their start codes).
+pub const MAX_IN_BAND_PARAMETER_SETS: u64 = 160;
+
+/// AAC frames ffmpeg's RTP muxer never sends: it aggregates AAC frames into packets and does
+/// not flush the last, partly filled one when the input ends (checked with a UDP capture of
+/// `ffmpeg -i camera.flv -vn -c copy -f rtp`: 258 of the clip's 260 frames arrive).
+pub const FFMPEG_RTP_UNSENT_AAC_FRAMES: usize = 2;
+
+// ffmpeg's RTSP demuxer returns the last H.265 frame of a stream one byte short. Not ours:
+// ffmpeg publishing the H.265 clip to ffmpeg itself (`ffmpeg -rtsp_flags listen -i rtsp://..
+// -c copy -f framecrc -`) shows the same 515 bytes for the source's 516-byte last frame, and
+// the same frame read from mediakit over RTMP is exact. `assert_complete_via_rtp` allows it.
+
+/// How the stream reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// ffmpeg over RTSP: the last AAC frames never leave ffmpeg.
+    FfmpegRtsp,
+    /// ffmpeg over RTMP: every frame arrives.
+    Rtmp,
+}
+
+/// A player that was there from the start got `clip`, published over RTSP (or RTMP) and read
+/// over RTSP (`over_rtsp`) or RTMP / HTTP-FLV.
+///
+/// Video: every frame, exact count and keyframe flags. Audio: a contiguous run of the source's
+/// frames, exact but for two stated ends: a player starts at the first video keyframe, so an
+/// audio frame published before it (the clip's first) may be missing at the start, as over
+/// RTMP and HTTP-FLV; and for an ffmpeg RTSP publisher the frames ffmpeg never sends are
+/// missing at the end. Timestamps of both tracks are compared relative to the second video
+/// frame (ffmpeg's RTSP demuxer leaves the first packet untimestamped), so A/V sync is checked
+/// too, within the RTP tolerance: presentation times always, decode times where the player
+/// reads them from FLV (RTP carries presentation times only; the server rebuilds decode
+/// times). Keyframes read over RTSP carry the parameter sets in-band, so they may be larger;
+/// the last H.265 frame read over RTSP may be a byte short (ffmpeg's demuxer, see above).
+pub fn assert_complete_via_rtp(
+    what: &str,
+    run: &ProbeRun,
+    clip: Clip,
+    over_rtsp: bool,
+    ingest: Ingest,
+) {
+    let source = clip.source();
+    let report = run.expect_ok(what);
+    assert!(
+        run.finished.stderr.trim().is_empty(),
+        "{what}: ffprobe reported errors: {}",
+        run.finished.describe()
+    );
+    assert_clip_codecs(what, report, clip);
+    let time = |packet: &Packet| packet.pts_ms.or(packet.dts_ms);
+    let (got_video, source_video) = (report.of(StreamKind::Video), source.of(StreamKind::Video));
+    assert_eq!(
+        got_video.len(),
+        source_video.len(),
+        "{what}: video packet count (exact)"
+    );
+    let anchor = |video: &[&Packet]| {
+        time(video[1]).unwrap_or_else(|| panic!("{what}: video packet 1 has no timestamp"))
+    };
+    let (got_anchor, source_anchor) = (anchor(&got_video), anchor(&source_video));
+    let check_time = |kind: &str, index: usize, got: &Packet, want: &Packet| {
+        let (Some(g), Some(w)) = (time(got), time(want)) else {
+            panic!("{what}: {kind} packet {index} has no timestamp");
+        };
+        let drift = (g - got_anchor) - (w - source_anchor);
+        assert!(
+            drift.abs() <= RTP_TOLERANCE_MS,
+            "{what}: {kind} packet {index} is {drift} ms off the source"
+        );
+    };
+    for (index, (got, want)) in got_video.iter().zip(&source_video).enumerate() {
+        assert_eq!(
+            got.keyframe, want.keyframe,
+            "{what}: video packet {index} keyframe flag"
+        );
+        let extra = got.size.checked_sub(want.size);
+        let in_band =
+            over_rtsp && got.keyframe && extra.is_some_and(|e| e <= MAX_IN_BAND_PARAMETER_SETS);
+        let hevc_tail = over_rtsp
+            && clip == Clip::Hevc
+            && index + 1 == source_video.len()
+            && got.size + 1 == want.size;
+        assert!(
+            extra == Some(0) || in_band || hevc_tail,
+            "{what}: video packet {index} size {} vs source {}",
+            got.size,
+            want.size
+        );
+        if !(over_rtsp && index == 0) {
+            check_time("video", index, got, want);
+        }
+        if !over_rtsp {
+            let (Some(g), Some(w)) = (got.dts_ms, want.dts_ms) else {
+                panic!("{what}: video packet {index} has no dts");
+            };
+            let drift = (g - got_anchor) - (w - source_anchor);
+            assert!(
+                drift.abs() <= RTP_TOLERANCE_MS,
+                "{what}: video packet {index} dts is {drift} ms off the source"
+            );
+        }
+    }
+    let (got_audio, source_audio) = (report.of(StreamKind::Audio), source.of(StreamKind::Audio));
+    let unsent = if ingest == Ingest::FfmpegRtsp {
+        FFMPEG_RTP_UNSENT_AAC_FRAMES
+    } else {
+        0
+    };
+    let first_keyframe = source
+        .packets
+        .iter()
+        .position(|p| p.stream_kind == StreamKind::Video && p.keyframe)
+        .unwrap_or(0);
+    let before_keyframe = source.packets[..first_keyframe]
+        .iter()
+        .filter(|p| p.stream_kind == StreamKind::Audio)
+        .count();
+    // Where the player's audio starts in the source: the offset (at most the frames published
+    // before the first keyframe) at which every payload size matches.
+    let sizes_match = |skipped: usize| {
+        source_audio.len() >= skipped + got_audio.len()
+            && got_audio
+                .iter()
+                .zip(&source_audio[skipped..])
+                .all(|(g, w)| g.size == w.size)
+    };
+    let skipped = (0..=before_keyframe).find(|&skipped| sizes_match(skipped)).unwrap_or_else(|| {
+        panic!(
+            "{what}: {} audio packets are no run of the source's {} starting within its first {before_keyframe}",
+            got_audio.len(),
+            source_audio.len()
+        )
+    });
+    let missing_at_end = source_audio.len() - skipped - got_audio.len();
+    assert!(
+        missing_at_end <= unsent,
+        "{what}: the last {missing_at_end} audio frames are missing (the publisher leaves at most {unsent} unsent)"
+    );
+    for (index, got) in got_audio.iter().enumerate() {
+        let want = source_audio[skipped + index];
+        assert_eq!(
+            got.size,
+            want.size,
+            "{what}: audio packet {index} size (source packet {})",
+            skipped + index
+        );
+        if !(over_rtsp && index == 0) {
+            check_time("audio", index, got, want);
+        }
+    }
+}
+
+/// A clean decode of `clip` after RTP: every video frame, and the audio frames
+/// [`assert_complete_via_rtp`] allows.
+pub fn assert_decodes_via_rtp(what: &str, decode: &DecodeReport, clip: Clip, ingest: Ingest) {
+    // The same allowances as `assert_complete`: the publisher's unsent tail, and at most the
+    // one frame published before the first keyframe.
+    let unsent = if ingest == Ingest::FfmpegRtsp {
+        FFMPEG_RTP_UNSENT_AAC_FRAMES
+    } else {
+        0
+    };
+    let all = clip.source().of(StreamKind::Audio).len() as u64;
+    assert_clean_decode_within(what, decode, clip, all - unsent as u64 - 1..=all);
 }

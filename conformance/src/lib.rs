@@ -6,6 +6,7 @@
 //! this workspace, which the test command builds first.
 
 pub mod check;
+pub mod ffmpeg9;
 pub mod media;
 pub mod probe;
 pub mod server;

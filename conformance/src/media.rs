@@ -29,6 +29,9 @@ pub enum Clip {
     /// H.264 without B-frames + AAC, as IP cameras send it: RTP carries presentation time
     /// only, so over RTSP pts is the only timestamp and this clip has dts == pts.
     Camera,
+    /// H.265 (libx265, two B-frames) + AAC, in MP4: Debian's ffmpeg 5.1 cannot write H.265
+    /// into FLV, and MP4 keeps both timestamps and the AAC configuration RTSP needs.
+    Hevc,
 }
 
 /// Clip length in seconds.
@@ -50,6 +53,24 @@ impl Clip {
             Clip::VideoOnly => "video_only",
             Clip::AudioOnly => "audio_only",
             Clip::Camera => "camera_h264_aac",
+            Clip::Hevc => "h265_aac",
+        }
+    }
+
+    /// The video codec as ffmpeg names it, if the clip has video.
+    pub fn video_codec(self) -> Option<&'static str> {
+        match self {
+            Clip::AudioOnly => None,
+            Clip::Hevc => Some("hevc"),
+            _ => Some("h264"),
+        }
+    }
+
+    /// The container of the cached clip (also its file extension).
+    fn container(self) -> &'static str {
+        match self {
+            Clip::Hevc => "mp4",
+            _ => "flv",
         }
     }
 
@@ -58,11 +79,13 @@ impl Clip {
         static V: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         static A: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         static CAMERA: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
+        static HEVC: OnceLock<(PathBuf, ProbeReport)> = OnceLock::new();
         match self {
             Clip::AudioVideo => &AV,
             Clip::VideoOnly => &V,
             Clip::AudioOnly => &A,
             Clip::Camera => &CAMERA,
+            Clip::Hevc => &HEVC,
         }
     }
 
@@ -106,7 +129,24 @@ pub fn encode_args(clip: Clip, seconds: u32) -> Vec<String> {
         args.extend(["-f".into(), "lavfi".into(), "-i".into(), audio_in]);
     }
     args.extend(["-t".into(), seconds.to_string()]);
-    if video {
+    if clip == Clip::Hevc {
+        // The same GOP as the H.264 clips: two B-frames, one keyframe per second.
+        let x265 = format!("bframes=2:keyint={FPS}:min-keyint={FPS}:scenecut=0:log-level=error");
+        args.extend(
+            [
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                &x265,
+                "-pix_fmt",
+                "yuv420p",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+    } else if video {
         // ultrafast turns B-frames off; bframes=2 turns them back on (checked: pts != dts).
         // keyint = min-keyint = 25 and no scenecut: exactly one keyframe per second.
         let bframes = if clip == Clip::Camera { 0 } else { 2 };
@@ -133,7 +173,7 @@ pub fn encode_args(clip: Clip, seconds: u32) -> Vec<String> {
                 .map(|s| s.to_string()),
         );
     }
-    args.extend(["-f".into(), "flv".into()]);
+    args.extend(["-f".into(), clip.container().into()]);
     args
 }
 
@@ -155,14 +195,19 @@ pub fn cache_dir() -> PathBuf {
 
 fn ensure_clip(clip: Clip) -> PathBuf {
     let dir = cache_dir();
-    let path = dir.join(format!("{}-{CLIP_SECONDS}s-{VERSION}.flv", clip.name()));
+    let path = dir.join(format!(
+        "{}-{CLIP_SECONDS}s-{VERSION}.{}",
+        clip.name(),
+        clip.container()
+    ));
     if path.exists() {
         return path;
     }
     let partial = dir.join(format!(
-        "{}.{}.partial.flv",
+        "{}.{}.partial.{}",
         clip.name(),
-        std::process::id()
+        std::process::id(),
+        clip.container()
     ));
     let mut args = encode_args(clip, CLIP_SECONDS);
     args.push(partial.to_string_lossy().into_owned());

@@ -5,6 +5,7 @@
 //! a server that never answers cannot hang the suite.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
@@ -111,7 +112,12 @@ impl Proc {
     /// Starts `program` with `args`, stdin closed, stdout and stderr captured.
     pub fn spawn(program: &'static str, args: &[String]) -> Proc {
         require_tool(program);
-        let name = format!("{program} {}", args.join(" "));
+        Proc::spawn_path(Path::new(program), args)
+    }
+
+    /// Like [`Proc::spawn`], for a program given by path (such as the ffmpeg 9 binary).
+    pub fn spawn_path(program: &Path, args: &[String]) -> Proc {
+        let name = format!("{} {}", program.display(), args.join(" "));
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -367,6 +373,111 @@ pub fn parse_probe_json(json: &[u8]) -> Result<ProbeReport, String> {
     Ok(report)
 }
 
+/// Parses `ffmpeg -c copy -f framecrc` output into the packets ffprobe would list: the header
+/// names each stream's time base, media type and codec (`#tb 0: 1/1000`, `#media_type 0:
+/// video`, `#codec_id 0: hevc`), then each packet is `index, dts, pts, duration, size, crc`
+/// with `, F=0x..` when its flags are not exactly "keyframe".
+pub fn parse_framecrc(output: &[u8]) -> Result<ProbeReport, String> {
+    let mut report = ProbeReport::default();
+    let mut time_bases = std::collections::HashMap::new();
+    let text = String::from_utf8_lossy(output);
+    let header = |line: &str, prefix: &str| -> Option<(u64, String)> {
+        let (index, value) = line.strip_prefix(prefix)?.split_once(':')?;
+        Some((index.trim().parse().ok()?, value.trim().to_owned()))
+    };
+    let stream = |report: &mut ProbeReport, index: u64| -> usize {
+        if let Some(at) = report.streams.iter().position(|s| s.index == index) {
+            return at;
+        }
+        report.streams.push(StreamInfo {
+            index,
+            kind: StreamKind::Other,
+            codec_name: String::new(),
+            width: None,
+            height: None,
+            sample_rate: None,
+            channels: None,
+        });
+        report.streams.len() - 1
+    };
+    for line in text.lines() {
+        if let Some((index, tb)) = header(line, "#tb ") {
+            let (num, den) = tb.split_once('/').ok_or("bad #tb")?;
+            let parse = |v: &str| v.trim().parse::<i64>().map_err(|e| e.to_string());
+            time_bases.insert(index, (parse(num)?, parse(den)?));
+        } else if let Some((index, kind)) = header(line, "#media_type ") {
+            let at = stream(&mut report, index);
+            report.streams[at].kind = kind_of(&Value::String(kind));
+        } else if let Some((index, codec)) = header(line, "#codec_id ") {
+            let at = stream(&mut report, index);
+            report.streams[at].codec_name = codec;
+        } else if let Some((index, size)) = header(line, "#dimensions ") {
+            let at = stream(&mut report, index);
+            let (w, h) = size.split_once('x').ok_or("bad #dimensions")?;
+            report.streams[at].width = w.parse().ok();
+            report.streams[at].height = h.parse().ok();
+        } else if let Some((index, rate)) = header(line, "#sample_rate ") {
+            let at = stream(&mut report, index);
+            report.streams[at].sample_rate = rate.parse().ok();
+        } else if let Some((index, layout)) = header(line, "#channel_layout_name ") {
+            let at = stream(&mut report, index);
+            report.streams[at].channels = match layout.as_str() {
+                "mono" => Some(1),
+                "stereo" => Some(2),
+                _ => None,
+            };
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let field = |i: usize| -> Result<i64, String> {
+                fields
+                    .get(i)
+                    .ok_or_else(|| format!("short framecrc line {line:?}"))?
+                    .parse::<i64>()
+                    .map_err(|e| format!("{line:?}: {e}"))
+            };
+            let index = field(0)? as u64;
+            let (num, den) = time_bases.get(&index).copied().unwrap_or((1, 1000));
+            let to_ms = |ts: i64| (ts * num * 1000).div_euclid(den);
+            let flags = fields
+                .iter()
+                .find_map(|f| f.strip_prefix("F=0x"))
+                .map(|hex| i64::from_str_radix(hex, 16).map_err(|e| e.to_string()))
+                .transpose()?
+                .unwrap_or(1);
+            let at = stream(&mut report, index);
+            let info = &report.streams[at];
+            report.packets.push(Packet {
+                stream_kind: info.kind,
+                codec_name: info.codec_name.clone(),
+                dts_ms: Some(to_ms(field(1)?)),
+                pts_ms: Some(to_ms(field(2)?)),
+                size: field(4)? as u64,
+                keyframe: flags & 1 == 1,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// ffmpeg arguments that read every stream of `input` and list its packets unchanged
+/// (`-c copy -f framecrc`): ffprobe's packet list from an ffmpeg, for builds (the ffmpeg 9
+/// binary) that come without ffprobe. `extra` goes before `-i`.
+pub fn copy_args(input: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(
+        [
+            "-i", input, "-map", "0", "-c", "copy", "-f", "framecrc", "-",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args
+}
+
 /// The ffprobe arguments for `input`; `extra` goes before `-i` (input options such as
 /// `-rw_timeout` or `-read_intervals`).
 pub fn probe_args(input: &str, extra: &[&str]) -> Vec<String> {
@@ -401,6 +512,12 @@ impl ProbeRun {
     /// From a finished ffprobe process.
     pub fn from_finished(finished: Finished) -> ProbeRun {
         let report = parse_probe_json(&finished.stdout);
+        ProbeRun { finished, report }
+    }
+
+    /// From a finished ffmpeg started with [`copy_args`].
+    pub fn from_framecrc(finished: Finished) -> ProbeRun {
+        let report = parse_framecrc(&finished.stdout);
         ProbeRun { finished, report }
     }
 
@@ -518,6 +635,34 @@ pub fn decode_check(input: &str, extra: &[&str], timeout: Duration) -> DecodeRep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_framecrc_packet_lists() {
+        let text =
+            b"#tb 0: 1/1000\n#media_type 0: video\n#codec_id 0: hevc\n#dimensions 0: 320x240\n\
+#tb 1: 1/44100\n#media_type 1: audio\n#codec_id 1: aac\n#sample_rate 1: 44100\n\
+#channel_layout_name 1: stereo\n\
+0,        920,       1000,       40,     5021, 0x8514c78f\n\
+1,      44100,      44100,     1024,      133, 0x5594355b\n\
+0,        960,       1120,       40,     2776, 0x516b9361, F=0x0\n";
+        let report = parse_framecrc(text).unwrap();
+        assert_eq!(report.streams.len(), 2);
+        assert_eq!(report.streams[0].codec_name, "hevc");
+        assert_eq!(report.streams[0].width, Some(320));
+        assert_eq!(report.streams[1].sample_rate, Some(44_100));
+        assert_eq!(report.streams[1].channels, Some(2));
+        let video = report.of(StreamKind::Video);
+        assert_eq!(video.len(), 2);
+        assert_eq!((video[0].dts_ms, video[0].pts_ms), (Some(920), Some(1000)));
+        assert!(video[0].keyframe && !video[1].keyframe);
+        assert_eq!(video[1].size, 2776);
+        let audio = report.of(StreamKind::Audio);
+        assert_eq!(
+            (audio[0].dts_ms, audio[0].codec_name.as_str()),
+            (Some(1000), "aac")
+        );
+        assert!(parse_framecrc(b"0, x, 1, 2, 3, 4\n").is_err());
+    }
 
     #[test]
     fn parses_packets_and_streams_with_time_bases() {
