@@ -4,7 +4,8 @@
 #   record.sh flv     FLV files and their ffprobe packet lists (needs ffmpeg, ffprobe)
 #   record.sh rtmp    rtmp_publish.bin: the client->server bytes of an ffmpeg RTMP publish of
 #                     h264_aac.flv (needs python3 and a server binary in $MEDIAKIT_BIN)
-#   record.sh [all]   both
+#   record.sh rtsp    rtsp_publish.bin: the same for an ffmpeg RTSP publish (TCP interleaved)
+#   record.sh [all]   all three
 #
 # Outputs (in this directory):
 #   h264_aac.flv, video_only.flv, audio_only.flv     ~2 s each, H.264 320x240 25 fps with
@@ -17,6 +18,10 @@
 #       FCPublish, createStream, publish, @setDataFrame, media, FCUnpublish, deleteStream);
 #       its media are the packets of h264_aac.packets.json.
 #   rtmp_publish.s2c.bin  what the server answered on the same connection (for reference).
+#   rtsp_publish.bin      every byte ffmpeg sent while publishing h264_aac.flv with `-c copy -f
+#       rtsp -rtsp_transport tcp` (OPTIONS, ANNOUNCE with the SDP, SETUP per track, RECORD,
+#       then RTP and RTCP interleaved, TEARDOWN); rtsp_publish.s2c.bin the server's answers,
+#       whose Session header names the session id the requests repeat.
 #
 # The encodes are not bit-for-bit reproducible across ffmpeg/x264 versions; tests compare each
 # capture with its own packet list, recorded here from the same file.
@@ -74,22 +79,28 @@ wait_port() { # PORT PID: until something listens on PORT, or fail after 10 s or
     return 1
 }
 
-record_rtmp() {
+record_publish() { # rtmp | rtsp
+    local proto="$1"
     need python3
     [[ -n "${MEDIAKIT_BIN:-}" && -x "${MEDIAKIT_BIN}" ]] || {
         echo "record.sh: set MEDIAKIT_BIN to the server binary (e.g. target/release/mediakit)" >&2; exit 1; }
     [[ -f "$here/h264_aac.flv" ]] || encode h264_aac
 
-    local rtmp_port http_port proxy_port status=0
+    local rtmp_port http_port rtsp_port proxy_port status=0 port url output
     # Globals, not locals: the EXIT trap runs after this function has returned.
     tmp="$(mktemp -d)"
-    rtmp_port=$(free_port); http_port=$(free_port); proxy_port=$(free_port)
+    rtmp_port=$(free_port); http_port=$(free_port); rtsp_port=$(free_port)
     "$MEDIAKIT_BIN" --bind 127.0.0.1 --workers 1 --rtmp-port "$rtmp_port" --http-port "$http_port" \
-        > "$tmp/server.log" 2>&1 &
+        --rtsp-port "$rtsp_port" > "$tmp/server.log" 2>&1 &
     server_pid=$!
     # Stop only what this script started, by PID, whatever happens below.
     trap 'kill "${server_pid:-}" 2>/dev/null || true; kill "${proxy_pid:-}" 2>/dev/null || true; rm -rf "${tmp:-/nonexistent}"' EXIT
-    wait_port "$rtmp_port" "$server_pid" || { cat "$tmp/server.log" >&2; exit 1; }
+    if [[ "$proto" == rtmp ]]; then
+        port=$rtmp_port; output=(-f flv)
+    else
+        port=$rtsp_port; output=(-f rtsp -rtsp_transport tcp)
+    fi
+    wait_port "$port" "$server_pid" || { cat "$tmp/server.log" >&2; exit 1; }
 
     # A one-connection TCP proxy: binds an ephemeral port, writes it to a file once listening,
     # forwards both ways and records each direction to its own file.
@@ -135,7 +146,7 @@ for t in threads:
 for t in threads:
     t.join()
 PY
-    python3 "$tmp/proxy.py" "$rtmp_port" "$tmp/proxy.port" "$tmp/c2s.bin" "$tmp/s2c.bin" &
+    python3 "$tmp/proxy.py" "$port" "$tmp/proxy.port" "$tmp/c2s.bin" "$tmp/s2c.bin" &
     proxy_pid=$!
     local i
     for i in $(seq 1 100); do [[ -f "$tmp/proxy.port" ]] && break; sleep 0.05; done
@@ -143,8 +154,9 @@ PY
     proxy_port=$(cat "$tmp/proxy.port")
 
     # `timeout` bounds ffmpeg (it signals its own child by PID).
-    timeout 60 ffmpeg -nostdin -hide_banner -v error -i "$here/h264_aac.flv" -c copy -f flv \
-        "rtmp://127.0.0.1:$proxy_port/live/capture" || status=$?
+    url="$proto://127.0.0.1:$proxy_port/live/capture"
+    timeout 60 ffmpeg -nostdin -hide_banner -v error -i "$here/h264_aac.flv" -c copy "${output[@]}" \
+        "$url" || status=$?
     # The proxy ends when both directions have closed; give it 10 s.
     for i in $(seq 1 200); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.05; done
     if kill -0 "$proxy_pid" 2>/dev/null; then
@@ -157,14 +169,14 @@ PY
         cat "$tmp/server.log" >&2
         exit 1
     fi
-    cp "$tmp/c2s.bin" "$here/rtmp_publish.bin"
-    cp "$tmp/s2c.bin" "$here/rtmp_publish.s2c.bin"
-    echo "rtmp_publish.bin: $(stat -c %s "$here/rtmp_publish.bin") bytes; rtmp_publish.s2c.bin: $(stat -c %s "$here/rtmp_publish.s2c.bin") bytes"
+    cp "$tmp/c2s.bin" "$here/${proto}_publish.bin"
+    cp "$tmp/s2c.bin" "$here/${proto}_publish.s2c.bin"
+    echo "${proto}_publish.bin: $(stat -c %s "$here/${proto}_publish.bin") bytes; ${proto}_publish.s2c.bin: $(stat -c %s "$here/${proto}_publish.s2c.bin") bytes"
 }
 
 case "$what" in
     flv) record_flv ;;
-    rtmp) record_rtmp ;;
-    all) record_flv; record_rtmp ;;
-    *) echo "usage: $0 [flv|rtmp|all]" >&2; exit 2 ;;
+    rtmp|rtsp) record_publish "$what" ;;
+    all) record_flv; record_publish rtmp; record_publish rtsp ;;
+    *) echo "usage: $0 [flv|rtmp|rtsp|all]" >&2; exit 2 ;;
 esac
