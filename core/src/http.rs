@@ -1,8 +1,8 @@
-//! HTTP/1.1 request heads and response heads for the live HTTP outputs (HTTP-FLV now, HLS and
-//! HTTP-TS later).
+//! HTTP/1.1 request heads and response heads for the HTTP outputs: live HTTP-FLV and HTTP-TS
+//! bodies, and the HLS playlists and segments the server serves whole.
 //!
 //! Parsing is done by `httparse` (no_std, no allocation); this module bounds the head size and
-//! header count, and turns a request path into a [`LiveRequest`]. Incomplete input is not an
+//! header count, and turns a request path into a [`Target`]. Incomplete input is not an
 //! error: [`parse_request_head`] returns `Ok(None)` until the blank line arrives.
 
 use alloc::string::String;
@@ -11,11 +11,25 @@ use core::fmt::Write as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::outq::OutQueue;
+use crate::session::Resource;
 
 /// Largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Largest number of header fields accepted.
 pub const MAX_HEADERS: usize = 48;
+
+/// `Content-Type` of an HTTP-FLV body.
+pub const CONTENT_TYPE_FLV: &str = "video/x-flv";
+/// `Content-Type` of an HTTP-TS body and of an HLS segment.
+pub const CONTENT_TYPE_TS: &str = "video/mp2t";
+/// `Content-Type` of an HLS playlist (RFC 8216, section 4).
+pub const CONTENT_TYPE_M3U8: &str = "application/vnd.apple.mpegurl";
+/// `Cache-Control` of an HLS playlist: a live playlist changes with every segment, so caches
+/// must revalidate it each time.
+pub const CACHE_PLAYLIST: &str = "no-cache";
+/// `Cache-Control` of an HLS segment: a segment never changes once listed, and a minute covers
+/// the time it stays in a live playlist.
+pub const CACHE_SEGMENT: &str = "public, max-age=60";
 
 /// The request methods the server distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +137,18 @@ fn error_name(error: httparse::Error) -> &'static str {
 pub enum LiveFormat {
     /// HTTP-FLV: `/{app}/{stream}.flv` or `.live.flv`.
     Flv,
+    /// HTTP-TS: `/{app}/{stream}.ts` or `.live.ts`.
+    Ts,
+}
+
+impl LiveFormat {
+    /// The `Content-Type` of its body.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            LiveFormat::Flv => CONTENT_TYPE_FLV,
+            LiveFormat::Ts => CONTENT_TYPE_TS,
+        }
+    }
 }
 
 /// A request for a live stream, resolved from the path.
@@ -136,25 +162,96 @@ pub struct LiveRequest<'a> {
     pub format: LiveFormat,
 }
 
-/// Resolves a request path of the form `/{app}/{stream}.flv` (or `.live.flv`).
-/// Returns `None` for paths that name no live output.
-pub fn resolve_live_path(path: &str) -> Option<LiveRequest<'_>> {
+/// A request for a document of a stream (an HLS playlist or segment), resolved from the path
+/// `/{app}/{stream}/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRequest<'a> {
+    /// The application name (first path segment).
+    pub app: &'a str,
+    /// The stream name: every segment between the application and the name, joined by `/`.
+    pub stream: &'a str,
+    /// The last path segment, e.g. `index.m3u8` or `123.ts`.
+    pub name: &'a str,
+}
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// An endless live body (HTTP-FLV, HTTP-TS).
+    Live(LiveRequest<'a>),
+    /// A document the server looks up and serves whole (HLS).
+    Resource(ResourceRequest<'a>),
+}
+
+/// Resolves a request path (without its query string):
+///
+/// - `/{app}/{stream}.flv`, `.live.flv`, `.ts`, `.live.ts`: a live body;
+/// - `/{app}/{stream...}/{name}` where `name` ends in `.m3u8` or `.ts`: a resource, the stream
+///   being everything between the application and the name.
+///
+/// Returns `None` for anything else, including paths with empty, `.` or `..` segments (a
+/// trailing slash is an empty segment): such names could alias or escape a stream's namespace.
+pub fn resolve_path(path: &str) -> Option<Target<'_>> {
     let rest = path.strip_prefix('/')?;
-    let (app, file) = rest.split_once('/')?;
-    if app.is_empty() || file.contains('/') {
+    if rest
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
         return None;
     }
-    let stream = file
-        .strip_suffix(".live.flv")
-        .or_else(|| file.strip_suffix(".flv"))?;
-    if stream.is_empty() {
-        return None;
+    let (app, tail) = rest.split_once('/')?;
+    match tail.rsplit_once('/') {
+        None => {
+            let (stream, format) = [
+                (".live.flv", LiveFormat::Flv),
+                (".flv", LiveFormat::Flv),
+                (".live.ts", LiveFormat::Ts),
+                (".ts", LiveFormat::Ts),
+            ]
+            .into_iter()
+            .find_map(|(suffix, format)| Some((tail.strip_suffix(suffix)?, format)))?;
+            (!stream.is_empty()).then_some(Target::Live(LiveRequest {
+                app,
+                stream,
+                format,
+            }))
+        }
+        Some((stream, name)) => {
+            let stem = name
+                .strip_suffix(".m3u8")
+                .or_else(|| name.strip_suffix(".ts"))?;
+            (!stem.is_empty()).then_some(Target::Resource(ResourceRequest { app, stream, name }))
+        }
     }
-    Some(LiveRequest {
-        app,
-        stream,
-        format: LiveFormat::Flv,
-    })
+}
+
+/// Resolves a request path that names a live body (see [`resolve_path`]); `None` for every
+/// other path.
+pub fn resolve_live_path(path: &str) -> Option<LiveRequest<'_>> {
+    match resolve_path(path)? {
+        Target::Live(live) => Some(live),
+        Target::Resource(_) => None,
+    }
+}
+
+/// An HLS playlist as a [`Resource`]: its content type and a cache policy that makes players
+/// fetch it afresh.
+pub fn playlist_resource(body: Bytes) -> Resource {
+    Resource {
+        content_type: CONTENT_TYPE_M3U8,
+        cache_control: CACHE_PLAYLIST,
+        body,
+    }
+}
+
+/// An HLS segment as a [`Resource`]: its content type and a cache policy for an immutable
+/// document.
+pub fn segment_resource(body: Bytes) -> Resource {
+    Resource {
+        content_type: CONTENT_TYPE_TS,
+        cache_control: CACHE_SEGMENT,
+        body,
+    }
 }
 
 /// Status codes the server answers with.
@@ -215,6 +312,25 @@ pub fn write_stream_head(
     if framing == BodyFraming::Chunked {
         write_header(out, "Transfer-Encoding", "chunked");
     }
+    write_header(out, "Connection", "close");
+    write_cors(out, origin);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes the head of a `200` response whose body of `content_length` bytes follows as is
+/// (the caller pushes the body itself, so it is never copied). One request per connection:
+/// the head says `Connection: close`.
+pub fn write_resource_head(
+    out: &mut BytesMut,
+    content_type: &str,
+    cache_control: &str,
+    content_length: usize,
+    origin: Option<&str>,
+) {
+    write_status_line(out, Status::Ok);
+    write_header(out, "Content-Type", content_type);
+    let _ = write!(out, "Content-Length: {content_length}\r\n");
+    write_header(out, "Cache-Control", cache_control);
     write_header(out, "Connection", "close");
     write_cors(out, origin);
     out.put_slice(b"\r\n");
@@ -308,16 +424,149 @@ mod tests {
         );
     }
 
+    fn live(
+        app: &'static str,
+        stream: &'static str,
+        format: LiveFormat,
+    ) -> Option<Target<'static>> {
+        Some(Target::Live(LiveRequest {
+            app,
+            stream,
+            format,
+        }))
+    }
+
+    fn resource(
+        app: &'static str,
+        stream: &'static str,
+        name: &'static str,
+    ) -> Option<Target<'static>> {
+        Some(Target::Resource(ResourceRequest { app, stream, name }))
+    }
+
     #[test]
-    fn live_flv_alias_and_non_live_paths() {
+    fn every_url_form_resolves() {
+        let cases = [
+            ("/live/cam.flv", live("live", "cam", LiveFormat::Flv)),
+            ("/live/cam.live.flv", live("live", "cam", LiveFormat::Flv)),
+            ("/live/cam.ts", live("live", "cam", LiveFormat::Ts)),
+            ("/live/cam.live.ts", live("live", "cam", LiveFormat::Ts)),
+            ("/live/a.b.flv", live("live", "a.b", LiveFormat::Flv)),
+            (
+                "/live/cam/index.m3u8",
+                resource("live", "cam", "index.m3u8"),
+            ),
+            ("/live/cam/hls.m3u8", resource("live", "cam", "hls.m3u8")),
+            ("/live/cam/123.ts", resource("live", "cam", "123.ts")),
+            (
+                "/live/cam/seg-1.live.ts",
+                resource("live", "cam", "seg-1.live.ts"),
+            ),
+            ("/live/a/b/c/7.ts", resource("live", "a/b/c", "7.ts")),
+            (
+                "/live/a/b/index.m3u8",
+                resource("live", "a/b", "index.m3u8"),
+            ),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(resolve_path(path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_naming_nothing_resolve_to_none() {
+        let paths = [
+            "",
+            "/",
+            "live/cam.flv",
+            "/foo",
+            "/a/b.mp4",
+            "/demo.flv",
+            "/live/",
+            "/live/.flv",
+            "/live/.live.flv",
+            "/live/.ts",
+            "/live/.live.ts",
+            "/live/cam.flv/",
+            "/live/cam.ts/",
+            "/live/cam/",
+            "/live/cam/index.m3u8/",
+            "/live/cam/.m3u8",
+            "/live/cam/.ts",
+            "/live/a/b.flv",
+            "/live/cam/x.mp4",
+            "/live//cam.flv",
+            "//cam.flv",
+            "//live/cam.flv",
+            "/live/cam//1.ts",
+            "/live/../cam.flv",
+            "/../live/cam.flv",
+            "/live/cam/../index.m3u8",
+            "/live/./cam.ts",
+            "/live/cam/./index.m3u8",
+            "/live/cam/..",
+            "/./cam.flv",
+        ];
+        for path in paths {
+            assert_eq!(resolve_path(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn query_strings_are_stripped_before_resolving() {
+        let cases: [(&[u8], Option<Target<'static>>); 4] = [
+            (
+                b"GET /live/cam.ts?token=1&x=/a/b HTTP/1.1\r\n\r\n",
+                live("live", "cam", LiveFormat::Ts),
+            ),
+            (
+                b"GET /live/cam/index.m3u8?token=1 HTTP/1.1\r\n\r\n",
+                resource("live", "cam", "index.m3u8"),
+            ),
+            (
+                b"GET /live/cam/5.ts? HTTP/1.1\r\n\r\n",
+                resource("live", "cam", "5.ts"),
+            ),
+            (b"GET /live/cam/?a.m3u8 HTTP/1.1\r\n\r\n", None),
+        ];
+        for (request, expected) in cases {
+            let (head, _) = parse_request_head(request).unwrap().unwrap();
+            assert_eq!(resolve_path(&head.path), expected, "{}", head.path);
+        }
+    }
+
+    #[test]
+    fn live_path_helper_ignores_resources() {
         assert_eq!(
             resolve_live_path("/live/cam.live.flv").unwrap().stream,
             "cam"
         );
-        assert_eq!(resolve_live_path("/live/.flv"), None);
-        assert_eq!(resolve_live_path("/live/a/b.flv"), None);
-        assert_eq!(resolve_live_path("/demo.flv"), None);
-        assert_eq!(resolve_live_path("/live/demo.mp4"), None);
+        assert_eq!(resolve_live_path("/live/cam/index.m3u8"), None);
+        assert_eq!(LiveFormat::Ts.content_type(), "video/mp2t");
+        assert_eq!(LiveFormat::Flv.content_type(), "video/x-flv");
+    }
+
+    #[test]
+    fn resource_head_declares_length_type_cache_and_cors() {
+        let mut out = BytesMut::new();
+        write_resource_head(&mut out, CONTENT_TYPE_M3U8, CACHE_PLAYLIST, 42, None);
+        let text = core::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+        for line in [
+            "Content-Type: application/vnd.apple.mpegurl\r\n",
+            "Content-Length: 42\r\n",
+            "Cache-Control: no-cache\r\n",
+            "Connection: close\r\n",
+            "Access-Control-Allow-Origin: *\r\n",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
+        let body = Bytes::from_static(b"x");
+        let segment = segment_resource(body.clone());
+        assert_eq!(segment.content_type, CONTENT_TYPE_TS);
+        assert_eq!(segment.cache_control, CACHE_SEGMENT);
+        assert_eq!(segment.body.as_ptr(), body.as_ptr());
     }
 
     #[test]
@@ -368,6 +617,34 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = parse_request_head(&input);
+        }
+
+        #[test]
+        fn resolved_names_are_parts_of_the_path(path in "/[a-z./]{0,24}") {
+            match resolve_path(&path) {
+                Some(Target::Live(live)) => {
+                    prop_assert!(!live.stream.contains('/'));
+                    let prefix = alloc::format!("/{}/{}.", live.app, live.stream);
+                    prop_assert!(path.starts_with(&prefix));
+                }
+                Some(Target::Resource(resource)) => {
+                    prop_assert_eq!(
+                        alloc::format!("/{}/{}/{}", resource.app, resource.stream, resource.name),
+                        path.clone()
+                    );
+                    prop_assert!(resource.name.ends_with(".ts") || resource.name.ends_with(".m3u8"));
+                }
+                None => {}
+            }
+            if let Some(target) = resolve_path(&path) {
+                let (app, stream) = match target {
+                    Target::Live(live) => (live.app, live.stream),
+                    Target::Resource(resource) => (resource.app, resource.stream),
+                };
+                for segment in app.split('/').chain(stream.split('/')) {
+                    prop_assert!(!segment.is_empty() && segment != "." && segment != "..");
+                }
+            }
         }
     }
 }

@@ -97,7 +97,7 @@ pub mod amf0;
 pub mod datagram;
 pub mod flv;
 pub mod http;
-pub mod http_flv;
+pub mod http_live;
 pub mod hub;
 pub mod latch;
 pub mod media;

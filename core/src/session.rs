@@ -35,6 +35,18 @@ pub enum SessionEvent {
         /// Stream name (any query string removed).
         stream: String,
     },
+    /// The peer asked for a document of `app/stream` that the server serves whole (an HLS
+    /// playlist or segment); answer with [`LiveSession::serve_resource`] or `reject`. The
+    /// session waits as long as the server takes (e.g. for a first segment to exist).
+    ResourceRequested {
+        /// Application name.
+        app: String,
+        /// Stream name (any query string removed).
+        stream: String,
+        /// The document's name within the stream: the last path segment, e.g. `index.m3u8`,
+        /// `hls.m3u8` or `123.ts`.
+        name: String,
+    },
     /// A publishing peer sent a media item.
     Media(Media),
     /// The publishing peer stopped publishing (the connection may stay open).
@@ -70,6 +82,17 @@ pub enum Rejection {
     Unavailable,
 }
 
+/// A document the server serves whole, in answer to [`SessionEvent::ResourceRequested`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// `Cache-Control`.
+    pub cache_control: &'static str,
+    /// The body (shared, not copied).
+    pub body: Bytes,
+}
+
 /// Whether a session is still setting up or carrying media; runtimes set socket options by
 /// phase (TCP_NODELAY while handshaking, off with MSG_MORE once media flows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +118,11 @@ pub trait LiveSession {
     fn accept_play(&mut self);
     /// Refuses the pending request.
     fn reject(&mut self, why: Rejection);
+    /// Answers the pending [`SessionEvent::ResourceRequested`] with the document. Protocols
+    /// that never ask for resources ignore it.
+    fn serve_resource(&mut self, resource: Resource) {
+        let _ = resource;
+    }
     /// Queues one media item for a playing peer.
     fn send_media(&mut self, media: &Media);
     /// Tells a playing peer the stream has ended.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mediakit_core::datagram::UdpChannel;
-use mediakit_core::http_flv::HttpFlvSession;
+use mediakit_core::http_live::HttpLiveSession;
 use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
 use mediakit_core::rtsp::server::{RtspServerConfig, RtspServerSession};
@@ -58,7 +58,7 @@ pub async fn serve<R: Runtime>(
             let session = RtmpServerSession::new(config, now, random_seed(&peer));
             drive(worker, stream, peer, "rtmp", session).await
         }
-        Protocol::Http => drive(worker, stream, peer, "http", HttpFlvSession::new(now)).await,
+        Protocol::Http => drive(worker, stream, peer, "http", HttpLiveSession::new(now)).await,
         Protocol::Rtsp => {
             let config = RtspServerConfig {
                 udp_ports: worker.udp.get().map(|udp| udp.ports),
