@@ -15,6 +15,53 @@ pub fn assert_same_stream(what: &str, kind: StreamKind, got: &ProbeReport, want:
     assert_same_stream_within(what, kind, got, want, 0);
 }
 
+/// How a player received the stream, for what its container adds to each frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// RTMP or HTTP-FLV: frames exactly as published.
+    Flv,
+    /// RTSP: keyframes with their parameter sets in-band; presentation times only.
+    Rtsp,
+    /// MPEG-TS (HLS, HTTP-TS): video in Annex-B with an access unit delimiter first and the
+    /// parameter sets before keyframes; AAC with a 7-byte ADTS header.
+    Ts,
+}
+
+/// Access unit delimiter the TS muxer puts first in every video frame, with its start code.
+fn aud_len(codec: &str) -> u64 {
+    match codec {
+        "hevc" => 7,
+        _ => 6,
+    }
+}
+
+impl Delivery {
+    /// The bytes a frame may gain on its way to this player, beyond its published size.
+    pub fn overhead(self, packet: &Packet) -> std::ops::RangeInclusive<u64> {
+        let video = packet.stream_kind == StreamKind::Video;
+        match self {
+            Delivery::Flv => 0..=0,
+            Delivery::Rtsp if video && packet.keyframe => 0..=MAX_IN_BAND_PARAMETER_SETS,
+            Delivery::Rtsp => 0..=0,
+            Delivery::Ts if video => {
+                let aud = aud_len(&packet.codec_name);
+                let sets = if packet.keyframe {
+                    MAX_IN_BAND_PARAMETER_SETS
+                } else {
+                    0
+                };
+                aud..=aud + sets
+            }
+            Delivery::Ts => 7..=7,
+        }
+    }
+
+    /// Whether the player reads decode times (RTP carries presentation times only).
+    pub fn has_dts(self) -> bool {
+        self != Delivery::Rtsp
+    }
+}
+
 /// Like [`assert_same_stream`], with relative timestamps allowed to differ by up to
 /// `tolerance_ms` (for paths through a clock other than milliseconds, such as RTP's 90 kHz).
 /// Counts, sizes and keyframe flags stay exact.
@@ -25,6 +72,19 @@ pub fn assert_same_stream_within(
     want: &ProbeReport,
     tolerance_ms: i64,
 ) {
+    assert_same_stream_as(what, kind, got, want, tolerance_ms, Delivery::Flv);
+}
+
+/// Like [`assert_same_stream_within`], with sizes as `delivery` carries them.
+pub fn assert_same_stream_as(
+    what: &str,
+    kind: StreamKind,
+    got: &ProbeReport,
+    want: &ProbeReport,
+    tolerance_ms: i64,
+    delivery: Delivery,
+) {
+    let want_packets = want.of(kind);
     let view = |report: &ProbeReport| -> Vec<(i64, Option<i64>, u64, bool)> {
         let packets: Vec<&Packet> = report.of(kind);
         let first = packets.first().and_then(|p| p.dts_ms).unwrap_or(0);
@@ -47,18 +107,21 @@ pub fn assert_same_stream_within(
         "{what}: {kind:?} packet count (exact)"
     );
     let close = |a: i64, b: i64| a.abs_diff(b) <= tolerance_ms.unsigned_abs();
-    let same = |g: &(i64, Option<i64>, u64, bool), w: &(i64, Option<i64>, u64, bool)| {
+    let same = |i: usize| {
+        let (g, w) = (&got_view[i], &want_view[i]);
         close(g.0, w.0)
             && match (g.1, w.1) {
                 (Some(a), Some(b)) => close(a, b),
                 (a, b) => a == b,
             }
-            && g.2 == w.2
+            && g.2
+                .checked_sub(w.2)
+                .is_some_and(|extra| delivery.overhead(want_packets[i]).contains(&extra))
             && g.3 == w.3
     };
-    if let Some(index) = (0..got_view.len()).find(|&i| !same(&got_view[i], &want_view[i])) {
+    if let Some(index) = (0..got_view.len()).find(|&i| !same(i)) {
         panic!(
-            "{what}: {kind:?} packet {index} differs beyond {tolerance_ms} ms (relative dts, relative pts, size, keyframe):\n got {:?}\nwant {:?}",
+            "{what}: {kind:?} packet {index} differs beyond {tolerance_ms} ms (relative dts, relative pts, size as {delivery:?} carries it, keyframe):\n got {:?}\nwant {:?}",
             &got_view[index..(index + 5).min(got_view.len())],
             &want_view[index..(index + 5).min(want_view.len())]
         );
@@ -149,6 +212,11 @@ fn assert_stream_codecs(what: &str, report: &ProbeReport, video: Option<&str>, a
 
 /// A player that was there from the start got exactly the source's packets.
 pub fn assert_matches_source(what: &str, run: &ProbeRun, clip: Clip) {
+    assert_matches_source_as(what, run, clip, Delivery::Flv);
+}
+
+/// Like [`assert_matches_source`], with frame sizes as `delivery` carries them.
+pub fn assert_matches_source_as(what: &str, run: &ProbeRun, clip: Clip, delivery: Delivery) {
     let source = clip.source();
     let report = run.expect_ok(what);
     // ffprobe runs with `-v error`: anything on stderr is an error it saw while reading.
@@ -162,7 +230,7 @@ pub fn assert_matches_source(what: &str, run: &ProbeRun, clip: Clip) {
     assert_codecs(what, report, video, audio);
     for (kind, present) in [(StreamKind::Video, video), (StreamKind::Audio, audio)] {
         if present {
-            assert_same_stream(what, kind, report, source);
+            assert_same_stream_as(what, kind, report, source, 0, delivery);
         }
     }
     if video && audio {
@@ -228,9 +296,10 @@ pub const MAX_IN_BAND_PARAMETER_SETS: u64 = 160;
 /// `ffmpeg -i camera.flv -vn -c copy -f rtp`: 258 of the clip's 260 frames arrive).
 pub const FFMPEG_RTP_UNSENT_AAC_FRAMES: usize = 2;
 
-// ffmpeg's RTSP demuxer returns the last H.265 frame of a stream one byte short. Not ours:
-// ffmpeg publishing the H.265 clip to ffmpeg itself (`ffmpeg -rtsp_flags listen -i rtsp://..
-// -c copy -f framecrc -`) shows the same 515 bytes for the source's 516-byte last frame, and
+// ffmpeg returns the last H.265 frame of a stream it parses (RTSP, MPEG-TS) one byte short.
+// Not ours: ffmpeg publishing the H.265 clip to ffmpeg itself (`ffmpeg -rtsp_flags listen -i
+// rtsp://.. -c copy -f framecrc -`) shows 515 bytes for the source's 516-byte last frame, and
+// ffprobe of ffmpeg's own `-c copy -f mpegts` of the clip shows 522 for 516 + a 7-byte AUD;
 // the same frame read from mediakit over RTMP is exact. `assert_complete_via_rtp` allows it.
 
 /// How the stream reached the server.
@@ -254,14 +323,15 @@ pub enum Ingest {
 /// too, within the RTP tolerance: presentation times always, decode times where the player
 /// reads them from FLV (RTP carries presentation times only; the server rebuilds decode
 /// times). Keyframes read over RTSP carry the parameter sets in-band, so they may be larger;
-/// the last H.265 frame read over RTSP may be a byte short (ffmpeg's demuxer, see above).
+/// the last H.265 frame read over RTSP or TS may be a byte short (ffmpeg, see above).
 pub fn assert_complete_via_rtp(
     what: &str,
     run: &ProbeRun,
     clip: Clip,
-    over_rtsp: bool,
+    delivery: Delivery,
     ingest: Ingest,
 ) {
+    let over_rtsp = delivery == Delivery::Rtsp;
     let source = clip.source();
     let report = run.expect_ok(what);
     assert!(
@@ -296,15 +366,18 @@ pub fn assert_complete_via_rtp(
             got.keyframe, want.keyframe,
             "{what}: video packet {index} keyframe flag"
         );
-        let extra = got.size.checked_sub(want.size);
-        let in_band =
-            over_rtsp && got.keyframe && extra.is_some_and(|e| e <= MAX_IN_BAND_PARAMETER_SETS);
-        let hevc_tail = over_rtsp
+        let carried = got
+            .size
+            .checked_sub(want.size)
+            .is_some_and(|extra| delivery.overhead(want).contains(&extra));
+        let hevc_tail = delivery != Delivery::Flv
             && clip == Clip::Hevc
             && index + 1 == source_video.len()
-            && got.size + 1 == want.size;
+            && (got.size + 1)
+                .checked_sub(want.size)
+                .is_some_and(|extra| delivery.overhead(want).contains(&extra));
         assert!(
-            extra == Some(0) || in_band || hevc_tail,
+            carried || hevc_tail,
             "{what}: video packet {index} size {} vs source {}",
             got.size,
             want.size
@@ -312,7 +385,7 @@ pub fn assert_complete_via_rtp(
         if !(over_rtsp && index == 0) {
             check_time("video", index, got, want);
         }
-        if !over_rtsp {
+        if delivery.has_dts() {
             let (Some(g), Some(w)) = (got.dts_ms, want.dts_ms) else {
                 panic!("{what}: video packet {index} has no dts");
             };
@@ -345,7 +418,7 @@ pub fn assert_complete_via_rtp(
             && got_audio
                 .iter()
                 .zip(&source_audio[skipped..])
-                .all(|(g, w)| g.size == w.size)
+                .all(|(g, w)| audio_carried(delivery, g, w))
     };
     let skipped = (0..=before_keyframe).find(|&skipped| sizes_match(skipped)).unwrap_or_else(|| {
         panic!(
@@ -361,16 +434,24 @@ pub fn assert_complete_via_rtp(
     );
     for (index, got) in got_audio.iter().enumerate() {
         let want = source_audio[skipped + index];
-        assert_eq!(
+        assert!(
+            audio_carried(delivery, got, want),
+            "{what}: audio packet {index} size {} for the source packet {}'s {}",
             got.size,
-            want.size,
-            "{what}: audio packet {index} size (source packet {})",
-            skipped + index
+            skipped + index,
+            want.size
         );
         if !(over_rtsp && index == 0) {
             check_time("audio", index, got, want);
         }
     }
+}
+
+/// Whether `got` is `want` as `delivery` carries it.
+fn audio_carried(delivery: Delivery, got: &Packet, want: &Packet) -> bool {
+    got.size
+        .checked_sub(want.size)
+        .is_some_and(|extra| delivery.overhead(want).contains(&extra))
 }
 
 /// A clean decode of `clip` after RTP: every video frame, and the audio frames

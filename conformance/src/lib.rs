@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod ffmpeg9;
+pub mod http;
 pub mod media;
 pub mod probe;
 pub mod server;

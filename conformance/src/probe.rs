@@ -575,6 +575,40 @@ pub fn decode_args(input: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// What ffmpeg's MPEG-TS demuxer says about a broken transport stream; the first only at
+/// debug level, so [`spawn_ts_check`] reads at that level.
+pub const TS_PROBLEMS: &[&str] = &[
+    "Continuity check failed",
+    "PES packet size mismatch",
+    "Packet corrupt",
+];
+
+/// Starts an ffmpeg that demuxes every stream of `input` (`-c copy -f null`) logging at debug
+/// level, for [`ts_problems`]. `extra` goes before `-i`.
+pub fn spawn_ts_check(input: &str, extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "debug"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(
+        ["-i", input, "-map", "0", "-c", "copy", "-f", "null", "-"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    Proc::spawn("ffmpeg", &args)
+}
+
+/// The lines of a [`spawn_ts_check`] run that report a [`TS_PROBLEMS`] problem.
+pub fn ts_problems(finished: &Finished) -> Vec<String> {
+    finished
+        .stderr
+        .lines()
+        .filter(|line| TS_PROBLEMS.iter().any(|problem| line.contains(problem)))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Starts a decoding ffmpeg on `input` in the background.
 pub fn spawn_decode(input: &str, extra: &[&str]) -> Proc {
     Proc::spawn("ffmpeg", &decode_args(input, extra))

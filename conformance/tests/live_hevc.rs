@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use mediakit_conformance::check::{
-    assert_complete_via_rtp, assert_decodes_via_rtp, stream_path, Ingest,
+    assert_complete_via_rtp, assert_decodes_via_rtp, stream_path, Delivery, Ingest,
 };
 use mediakit_conformance::ffmpeg9::ffmpeg9;
 use mediakit_conformance::media::{self, Clip};
@@ -75,21 +75,21 @@ fn h265_rtsp_publish_plays_over_rtsp_rtmp_and_http_flv() {
                 &what(&format!("rtsp/{transport}")),
                 &ProbeRun::from_finished(probe_rtsp.wait_timeout(tail)),
                 Clip::Hevc,
-                true,
+                Delivery::Rtsp,
                 ingest,
             );
             assert_complete_via_rtp(
                 &what("rtmp (ffmpeg 9)"),
                 &ProbeRun::from_framecrc(copy_rtmp.wait_timeout(tail)),
                 Clip::Hevc,
-                false,
+                Delivery::Flv,
                 ingest,
             );
             assert_complete_via_rtp(
                 &what("http-flv (ffmpeg 9)"),
                 &without_http_eof_report(ProbeRun::from_framecrc(copy_http.wait_timeout(tail))),
                 Clip::Hevc,
-                false,
+                Delivery::Flv,
                 ingest,
             );
             assert_decodes_via_rtp(

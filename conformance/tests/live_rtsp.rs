@@ -23,7 +23,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use mediakit_conformance::check::{
-    assert_complete_via_rtp, assert_decodes_via_rtp, stream_path, Ingest,
+    assert_complete_via_rtp, assert_decodes_via_rtp, stream_path, Delivery, Ingest,
 };
 use mediakit_conformance::media::{self, Clip};
 use mediakit_conformance::probe::{self, DecodeReport, ProbeRun};
@@ -59,21 +59,21 @@ fn rtsp_publish_plays_over_rtsp_rtmp_and_http_flv() {
             &what("rtsp"),
             &ProbeRun::from_finished(probe_rtsp.wait_timeout(tail)),
             Clip::Camera,
-            true,
+            Delivery::Rtsp,
             Ingest::FfmpegRtsp,
         );
         assert_complete_via_rtp(
             &what("rtmp"),
             &ProbeRun::from_finished(probe_rtmp.wait_timeout(tail)),
             Clip::Camera,
-            false,
+            Delivery::Flv,
             Ingest::FfmpegRtsp,
         );
         assert_complete_via_rtp(
             &what("http-flv"),
             &ProbeRun::from_finished(probe_http.wait_timeout(tail)),
             Clip::Camera,
-            false,
+            Delivery::Flv,
             Ingest::FfmpegRtsp,
         );
         assert_decodes_via_rtp(
@@ -109,14 +109,14 @@ fn rtsp_udp_publish_plays_over_rtsp_udp_and_rtmp() {
             &what("rtsp/udp"),
             &ProbeRun::from_finished(probe_udp.wait_timeout(tail)),
             Clip::Camera,
-            true,
+            Delivery::Rtsp,
             Ingest::FfmpegRtsp,
         );
         assert_complete_via_rtp(
             &what("rtmp"),
             &ProbeRun::from_finished(probe_rtmp.wait_timeout(tail)),
             Clip::Camera,
-            false,
+            Delivery::Flv,
             Ingest::FfmpegRtsp,
         );
         assert_decodes_via_rtp(
@@ -151,14 +151,14 @@ fn rtmp_publish_plays_over_rtsp_tcp_and_udp() {
             &what,
             &ProbeRun::from_finished(probe_rtsp.wait_timeout(tail)),
             Clip::Camera,
-            true,
+            Delivery::Rtsp,
             Ingest::Rtmp,
         );
         assert_complete_via_rtp(
             &format!("{} rtmp publish, rtsp/udp player", binary.display()),
             &ProbeRun::from_finished(probe_udp.wait_timeout(tail)),
             Clip::Camera,
-            true,
+            Delivery::Rtsp,
             Ingest::Rtmp,
         );
         assert_decodes_via_rtp(
@@ -233,7 +233,7 @@ fn malformed_rtsp_closes_only_its_own_connection() {
             &what,
             &ProbeRun::from_finished(probe_rtsp.wait_timeout(Duration::from_secs(8))),
             Clip::Camera,
-            true,
+            Delivery::Rtsp,
             Ingest::FfmpegRtsp,
         );
         assert!(server.is_running(), "{}: server died", binary.display());

@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[command(
     name = "mediakit",
     version,
-    about = "Live streaming media server: RTMP and RTSP in; RTMP, RTSP and HTTP-FLV out"
+    about = "Live streaming media server: RTMP and RTSP in; RTMP, RTSP, HTTP-FLV, HLS and HTTP-TS out"
 )]
 pub struct Cli {
     /// TOML configuration file; see README for the keys.
@@ -27,7 +27,7 @@ pub struct Cli {
     /// RTMP port.
     #[arg(long)]
     pub rtmp_port: Option<u16>,
-    /// HTTP port (HTTP-FLV).
+    /// HTTP port (HTTP-FLV, HTTP-TS, HLS).
     #[arg(long)]
     pub http_port: Option<u16>,
     /// RTSP port.
@@ -37,6 +37,9 @@ pub struct Cli {
     /// even/odd pair. `0-0` serves RTSP over TCP only.
     #[arg(long, value_parser = parse_port_range)]
     pub rtp_port_range: Option<[u16; 2]>,
+    /// Also write HLS segments and playlists under this directory (`{app}/{stream}/`).
+    #[arg(long)]
+    pub hls_dir: Option<PathBuf>,
     /// How long a player may wait for a stream that is not yet published, in milliseconds.
     #[arg(long)]
     pub play_wait_ms: Option<u64>,
@@ -57,8 +60,42 @@ pub struct ServerConfig {
     pub http: Http,
     /// RTSP settings.
     pub rtsp: Rtsp,
+    /// HLS segmenting.
+    pub hls: Hls,
     /// Stream registry, GOP cache and player queue limits.
     pub hub: Hub,
+}
+
+/// `[hls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hls {
+    /// Segment every live stream for HLS.
+    pub enabled: bool,
+    /// Segments are cut at the first keyframe after this long, in milliseconds.
+    pub target_duration_ms: u64,
+    /// Segments listed in the live playlist.
+    pub window: usize,
+    /// Bytes of segments kept per stream, oldest dropped first.
+    pub max_stream_bytes: usize,
+    /// How long the playlist of a stream whose publisher stopped is kept (and a restart under
+    /// the same name continues it), in milliseconds.
+    pub linger_ms: u64,
+    /// Also write segments and playlists under this directory.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Hls {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            target_duration_ms: 2_000,
+            window: 5,
+            max_stream_bytes: 128 << 20,
+            linger_ms: 60_000,
+            dir: None,
+        }
+    }
 }
 
 /// `[server]`
@@ -217,6 +254,9 @@ impl ServerConfig {
         if let Some(range) = cli.rtp_port_range {
             config.rtsp.rtp_port_range = range;
         }
+        if let Some(dir) = &cli.hls_dir {
+            config.hls.dir = Some(dir.clone());
+        }
         if let Some(wait) = cli.play_wait_ms {
             config.hub.play_wait_ms = wait;
         }
@@ -308,6 +348,16 @@ impl ServerConfig {
                 "play     http://{host}:{}/{{app}}/{{stream}}.flv  (also .live.flv)",
                 self.http.port
             ));
+            lines.push(format!(
+                "play     http://{host}:{}/{{app}}/{{stream}}.ts  (also .live.ts)",
+                self.http.port
+            ));
+            if self.hls.enabled {
+                lines.push(format!(
+                    "play     http://{host}:{}/{{app}}/{{stream}}/index.m3u8  (HLS)",
+                    self.http.port
+                ));
+            }
         }
         lines
     }

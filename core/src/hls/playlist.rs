@@ -26,11 +26,13 @@ pub(crate) fn target_duration_secs<'a>(
 }
 
 /// Renders the playlist of `listed` (consecutive, oldest first, at least one).
-/// `discontinuity_sequence` counts the discontinuities that slid out before the first.
+/// `discontinuity_sequence` counts the discontinuities that slid out before the first;
+/// `ended` adds `EXT-X-ENDLIST`.
 pub(crate) fn render(
     listed: &[&Segment],
     target_duration_ms: u64,
     discontinuity_sequence: u64,
+    ended: bool,
 ) -> Bytes {
     let media_sequence = listed.first().map_or(0, |segment| segment.sequence);
     let target = target_duration_secs(listed.iter().copied(), target_duration_ms);
@@ -61,6 +63,9 @@ pub(crate) fn render(
             ms % 1000,
             segment.sequence
         );
+    }
+    if ended {
+        text.push_str("#EXT-X-ENDLIST\n");
     }
     Bytes::from(text)
 }

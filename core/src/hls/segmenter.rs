@@ -75,6 +75,8 @@ pub struct HlsSegmenter {
     awaiting_keyframe: bool,
     /// The next segment follows a restart.
     discontinuity_due: bool,
+    /// The publisher left: the playlist ends with `EXT-X-ENDLIST` until the stream goes on.
+    ended: bool,
     next_sequence: u64,
     /// Closed segments, oldest first, with consecutive sequence numbers.
     segments: VecDeque<Segment>,
@@ -103,6 +105,7 @@ impl HlsSegmenter {
             continuity: Continuity::default(),
             awaiting_keyframe: true,
             discontinuity_due: false,
+            ended: false,
             next_sequence: 0,
             segments: VecDeque::new(),
             stored_bytes: 0,
@@ -205,15 +208,25 @@ impl HlsSegmenter {
         if self.next_sequence > 0 {
             self.discontinuity_due = true;
         }
+        self.ended = false;
+        if self.playlist.is_some() {
+            self.render();
+        }
         closed
     }
 
     /// The publisher left: closes the current segment (if it holds anything) so that its
-    /// content is served, and returns it. Frames pushed later start a new segment at a
-    /// keyframe; call [`HlsSegmenter::restart`] first if they come from a new publisher.
+    /// content is served, returns it, and ends the playlist with `EXT-X-ENDLIST` so players
+    /// finish rather than poll. Frames pushed later start a new segment at a keyframe (and
+    /// drop the end tag); call [`HlsSegmenter::restart`] first if they come from a new
+    /// publisher.
     pub fn finish(&mut self) -> Option<Segment> {
         self.awaiting_keyframe = true;
+        self.ended = true;
         if self.partial_frames == 0 {
+            if self.playlist.is_some() {
+                self.render();
+            }
             return None;
         }
         // No next frame tells where this one ends: count the last frame as long as the step
@@ -230,6 +243,10 @@ impl HlsSegmenter {
         // (rather than freezing the partial buffer) keeps stored memory equal to what the
         // budget counts, and lets the partial buffer be reused.
         let bytes = Bytes::copy_from_slice(&self.partial);
+        if self.partial_frames > 0 && !self.awaiting_keyframe {
+            // Media after a `finish`: the stream goes on.
+            self.ended = false;
+        }
         self.partial.clear();
         if self.partial.capacity() > SHRINK_ABOVE && self.partial.capacity() / 2 > bytes.len() {
             self.partial = BytesMut::new();
@@ -277,6 +294,7 @@ impl HlsSegmenter {
             &listed,
             self.config.target_duration_ms,
             self.discontinuities - listed_discontinuities,
+            self.ended,
         ));
     }
 

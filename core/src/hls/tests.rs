@@ -222,7 +222,8 @@ fn playlist_text_is_exact() {
          #EXT-X-MEDIA-SEQUENCE:0\n\
          #EXTINF:2.000,\n0.ts\n\
          #EXTINF:2.000,\n1.ts\n\
-         #EXTINF:0.080,\n2.ts\n"
+         #EXTINF:0.080,\n2.ts\n\
+         #EXT-X-ENDLIST\n"
     );
     assert_eq!(feeder.hls.media_sequence(), 0);
     assert_eq!(
@@ -324,6 +325,32 @@ fn restart_marks_a_discontinuity_that_is_counted_when_it_slides_out() {
     hls.push(&avc()).unwrap();
     hls.push(&Media::Frame(video(0, true, 10))).unwrap();
     assert!(!hls.finish().unwrap().discontinuity);
+}
+
+#[test]
+fn the_playlist_ends_when_the_publisher_leaves_until_the_stream_goes_on() {
+    let mut feeder = Feeder::new(config(1_000, 3), &[avc(), aac()]);
+    feeder.av(0, 2_000, 1_000, true);
+    assert!(!feeder.playlist().contains("ENDLIST"));
+    feeder.finish().expect("the partial segment is closed");
+    assert!(feeder.playlist().ends_with("#EXT-X-ENDLIST\n"));
+    // A finish with nothing partial still ends the playlist.
+    assert_eq!(feeder.hls.finish(), None);
+    assert!(feeder.playlist().ends_with("#EXT-X-ENDLIST\n"));
+    // A new publisher: the end tag goes at once, the discontinuity comes with its segment.
+    feeder.restart();
+    assert!(!feeder.playlist().contains("ENDLIST"));
+    for track in [avc(), aac()] {
+        feeder.hls.push(&track).unwrap();
+    }
+    feeder.av(0, 2_000, 1_000, true);
+    let playlist = feeder.playlist();
+    assert!(!playlist.contains("ENDLIST"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    // Frames after a finish without a restart also take the end tag away.
+    feeder.finish();
+    feeder.av(2_000, 2_000, 1_000, true);
+    assert!(!feeder.playlist().contains("ENDLIST"));
 }
 
 #[test]

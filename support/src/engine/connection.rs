@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mediakit_core::datagram::UdpChannel;
+use mediakit_core::hls::parse_segment_name;
+use mediakit_core::http::{playlist_resource, segment_resource};
 use mediakit_core::http_live::HttpLiveSession;
 use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
@@ -18,6 +20,7 @@ use mediakit_core::rtsp::server::{RtspServerConfig, RtspServerSession};
 use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 
 use super::fanout::Source;
+use super::hls::HlsPublisher;
 use super::notify::LocalNotify;
 use super::runtime::{Connection as _, Runtime};
 use super::shared::PublisherHandle;
@@ -38,6 +41,8 @@ pub enum Protocol {
 const PLAYER_HIGH_WATER: usize = 512 * 1024;
 /// Most unparsed input we hold for one connection.
 const MAX_PENDING_INPUT: usize = 1 << 20;
+/// How often a request for a playlist that does not exist yet looks again.
+const PLAYLIST_POLL: Duration = Duration::from_millis(100);
 
 pub async fn serve<R: Runtime>(
     worker: Rc<Worker<R>>,
@@ -90,6 +95,8 @@ enum Role {
         key: StreamKey,
         id: PublisherId,
         source: Rc<Source>,
+        /// Boxed: a segmenter is large, and most connections are players.
+        hls: Option<Box<HlsPublisher>>,
     },
     Playing {
         key: StreamKey,
@@ -144,6 +151,15 @@ struct Conn<R: Runtime, S> {
     datagram_inbox: Option<Rc<DatagramInbox>>,
     /// The peer addresses routed to `datagram_inbox`, removed at close.
     datagram_routes: Vec<SocketAddr>,
+    /// A playlist request waiting for the stream's first segment.
+    playlist_wait: Option<PlaylistWait>,
+}
+
+/// An HLS playlist asked for before it exists: looked up again every [`PLAYLIST_POLL`]
+/// until `deadline`, like a player waiting for its stream.
+struct PlaylistWait {
+    key: StreamKey,
+    deadline: Instant,
 }
 
 async fn drive<R: Runtime, S: LiveSession>(
@@ -170,6 +186,7 @@ async fn drive<R: Runtime, S: LiveSession>(
         stream_name: None,
         datagram_inbox: None,
         datagram_routes: Vec::new(),
+        playlist_wait: None,
     };
     let _ = stream.socket().set_nodelay(true);
     let mut nodelay = true;
@@ -201,8 +218,9 @@ async fn drive<R: Runtime, S: LiveSession>(
             .session
             .poll_timeout()
             .map(|at| worker.shared.instant_of(at));
-        let wait_deadline = match &conn.role {
-            Role::Waiting { deadline, .. } => Some(*deadline),
+        let wait_deadline = match (&conn.role, &conn.playlist_wait) {
+            (Role::Waiting { deadline, .. }, _) => Some(*deadline),
+            (_, Some(wait)) => Some(wait.deadline.min(Instant::now() + PLAYLIST_POLL)),
             _ => None,
         };
         let deadline = match (session_deadline, wait_deadline) {
@@ -263,6 +281,7 @@ async fn drive<R: Runtime, S: LiveSession>(
                 conn.session.handle_timeout(worker.shared.now());
                 if wait_deadline.is_some_and(|at| Instant::now() >= at) {
                     conn.expire_wait();
+                    conn.look_for_playlist();
                 }
             }
         }
@@ -351,9 +370,19 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
         let (peer, proto) = (self.peer, self.proto);
         match event {
             SessionEvent::Media(media) => {
-                if let Role::Publishing { source, .. } = &self.role {
+                if let Role::Publishing { source, hls, .. } = &mut self.role {
                     source.publish(&self.worker.shared, &media);
+                    if let Some(hls) = hls {
+                        hls.push(&self.worker.shared.hls, &media);
+                    }
                 }
+            }
+            SessionEvent::ResourceRequested { app, stream, name } => {
+                let Ok(key) = StreamKey::parse(&app, &stream) else {
+                    self.session.reject(Rejection::BadName);
+                    return;
+                };
+                self.serve_resource(key, &name);
             }
             SessionEvent::PublishRequested { app, stream } => {
                 let Ok(key) = StreamKey::parse(&app, &stream) else {
@@ -398,7 +427,13 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 worker.sources.borrow_mut().insert(id, Rc::clone(&source));
                 self.session.accept_publish();
                 tracing::info!(%peer, proto, stream = %key, "publishing");
-                self.role = Role::Publishing { key, id, source };
+                let hls = shared.hls.start(&key).map(Box::new);
+                self.role = Role::Publishing {
+                    key,
+                    id,
+                    source,
+                    hls,
+                };
             }
             Err(error) => {
                 drop(control);
@@ -544,6 +579,51 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
         false
     }
 
+    /// Answers a request for an HLS playlist or segment. A playlist that does not exist yet
+    /// is waited for (play-before-publish); a segment is there or not.
+    fn serve_resource(&mut self, key: StreamKey, name: &str) {
+        let hls = &self.worker.shared.hls;
+        if name == "index.m3u8" || name == "hls.m3u8" {
+            match hls.snapshot(&key) {
+                Some(snapshot) => self
+                    .session
+                    .serve_resource(playlist_resource(snapshot.playlist.clone())),
+                None => {
+                    let wait = Duration::from_millis(self.worker.shared.hub.play_wait_ms);
+                    self.stream_name = Some(key.clone());
+                    self.playlist_wait = Some(PlaylistWait {
+                        key,
+                        deadline: Instant::now() + wait,
+                    });
+                }
+            }
+            return;
+        }
+        let segment =
+            parse_segment_name(name).and_then(|sequence| hls.snapshot(&key)?.segment(sequence));
+        match segment {
+            Some(bytes) => self.session.serve_resource(segment_resource(bytes)),
+            None => self.session.reject(Rejection::NotFound),
+        }
+    }
+
+    /// Looks again for the playlist a request waits for; past its deadline, a 404.
+    fn look_for_playlist(&mut self) {
+        let Some(wait) = &self.playlist_wait else {
+            return;
+        };
+        if let Some(snapshot) = self.worker.shared.hls.snapshot(&wait.key) {
+            self.playlist_wait = None;
+            self.session
+                .serve_resource(playlist_resource(snapshot.playlist.clone()));
+        } else if Instant::now() >= wait.deadline {
+            let key = wait.key.clone();
+            self.playlist_wait = None;
+            tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "playlist refused: no segment in time");
+            self.session.reject(Rejection::NotFound);
+        }
+    }
+
     /// Routes datagrams from the peer's announced ports to this session.
     fn route_datagrams(&mut self, rtp: u16, rtcp: u16) {
         let Some(udp) = self.worker.udp.get() else {
@@ -601,7 +681,15 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
         let worker = &self.worker;
         match std::mem::replace(&mut self.role, Role::Idle) {
             Role::Idle => {}
-            Role::Publishing { key, id, source } => {
+            Role::Publishing {
+                key,
+                id,
+                source,
+                hls,
+            } => {
+                if let Some(hls) = hls {
+                    (*hls).stop(&worker.shared.hls);
+                }
                 worker.shared.control().registry.unpublish(&key, id);
                 worker.sources.borrow_mut().remove(&id);
                 source.end(&worker.shared);

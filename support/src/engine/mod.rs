@@ -9,6 +9,7 @@
 
 mod connection;
 mod fanout;
+mod hls;
 pub mod notify;
 pub mod runtime;
 mod shared;

@@ -11,6 +11,7 @@ use mediakit_core::hub::{HubConfig, Registry, WaiterId};
 use mediakit_core::Millis;
 
 use super::fanout::{WorkerMsg, INBOX_MEDIA_CAPACITY};
+use super::hls::HlsStore;
 use crate::ServerConfig;
 
 /// Where a live stream's publisher runs.
@@ -33,6 +34,8 @@ pub struct Control {
 pub struct Shared {
     pub config: ServerConfig,
     pub hub: HubConfig,
+    /// Every stream's HLS playlist and segments.
+    pub hls: HlsStore,
     control: Mutex<Control>,
     inboxes: Vec<Inbox>,
     clock: Instant,
@@ -66,6 +69,7 @@ impl Shared {
             })
             .collect();
         Self {
+            hls: HlsStore::new(&config.hls),
             config,
             hub,
             control: Mutex::new(Control {
