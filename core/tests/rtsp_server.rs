@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use mediakit_core::datagram::UdpChannel;
 use mediakit_core::media::nal::to_length_prefixed;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, TrackConfig};
-use mediakit_core::rtcp::{self, NtpTimestamp, RtcpPacket, SenderReport};
+use mediakit_core::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
 use mediakit_core::rtp::{
     AacDepacketizer, AacPacketizer, DepacketizerConfig, H264Depacketizer, H264Packetizer,
     PacketizerConfig, RtpPacket, RtpPacketOut,
@@ -470,10 +470,18 @@ fn b_frames_published_over_rtsp_get_their_decode_times_back() {
     let mut wire = Publisher::setup_requests();
     wire.put(publisher.reports(0, 0));
     wire.put(publisher.rtp(&frames));
-    wire.put(encode(
-        &request(Method::Teardown, URL, 5).header("Session", "12345678"),
-    ));
-    let media = media_events(&run_publish(&wire, &[]));
+    // The publisher's BYE on the video track's RTCP channel releases the frames still
+    // waiting for their decode times, before (without) any TEARDOWN.
+    let mut bye = BytesMut::new();
+    Bye {
+        sources: vec![11],
+        reason: None,
+    }
+    .encode(&mut bye);
+    interleave(&mut wire, 1, &bye);
+    let events = run_publish(&wire, &[]);
+    assert!(!events.contains(&SessionEvent::PublishStopped));
+    let media = media_events(&events);
     let got = frames_of(&media, Codec::H264);
     assert_eq!(got.len(), frames.len());
     // RTP carried presentation times only; every decode time is reconstructed.

@@ -1042,14 +1042,20 @@ impl RtspServerSession {
             return;
         };
         for packet in packets {
-            if let RtcpPacket::SenderReport(report) = packet {
-                let ntp_ms = i64::try_from(report.ntp.to_unix_micros() / 1000).unwrap_or(0);
-                if let Some(track) = self.in_tracks.get_mut(index) {
-                    track.stats.on_sender_report(&report, self.now);
-                    if track.depacketizer.is_none() {
-                        track.sender_report = Some((ntp_ms, report.rtp_timestamp));
+            match packet {
+                RtcpPacket::SenderReport(report) => {
+                    let ntp_ms = i64::try_from(report.ntp.to_unix_micros() / 1000).unwrap_or(0);
+                    if let Some(track) = self.in_tracks.get_mut(index) {
+                        track.stats.on_sender_report(&report, self.now);
+                        if track.depacketizer.is_none() {
+                            track.sender_report = Some((ntp_ms, report.rtp_timestamp));
+                        }
                     }
                 }
+                // The publisher's source leaves (ffmpeg says so just before its TEARDOWN):
+                // the frames still held for this track go out now rather than at the end.
+                RtcpPacket::Bye(_) => self.flush_track(index),
+                _ => {}
             }
         }
     }
@@ -1208,19 +1214,23 @@ impl RtspServerSession {
 
     fn flush_depacketizers(&mut self) {
         for index in 0..self.in_tracks.len() {
-            if let Some(track) = self.in_tracks.get_mut(index) {
-                let _ = match &mut track.depacketizer {
-                    Some(Depacketizer::H264(inner)) => inner.flush(),
-                    Some(Depacketizer::H265(inner)) => inner.flush(),
-                    Some(Depacketizer::Aac(inner)) => inner.flush(),
-                    None => Ok(()),
-                };
-            }
-            self.pull_frames(index);
+            self.flush_track(index);
         }
-        for index in 0..self.in_tracks.len() {
-            self.release_frames(index, true);
+    }
+
+    /// Passes on every frame a publisher's track still holds: the depacketizer's last access
+    /// unit and the frames waiting for decode times.
+    fn flush_track(&mut self, index: usize) {
+        if let Some(track) = self.in_tracks.get_mut(index) {
+            let _ = match &mut track.depacketizer {
+                Some(Depacketizer::H264(inner)) => inner.flush(),
+                Some(Depacketizer::H265(inner)) => inner.flush(),
+                Some(Depacketizer::Aac(inner)) => inner.flush(),
+                None => Ok(()),
+            };
         }
+        self.pull_frames(index);
+        self.release_frames(index, true);
     }
 
     /// Sends a receiver report for every track being received, about as often as sender
