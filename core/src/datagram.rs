@@ -75,6 +75,11 @@ impl DatagramQueue {
         Some(datagram)
     }
 
+    /// The waiting datagrams, oldest first (to send several with one call).
+    pub fn iter(&self) -> impl Iterator<Item = &Datagram> {
+        self.queue.iter()
+    }
+
     /// How many datagrams wait.
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -15,8 +15,8 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{self, IoSlice, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -25,9 +25,10 @@ use std::time::Instant;
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
+use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
 use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
-use mediakit_support::socket::{send_datagram, send_queue};
+use mediakit_support::socket::{send_queue, DatagramSender};
 use socket2::SockRef;
 
 pub use mediakit_support::engine::Server;
@@ -48,7 +49,7 @@ impl Runtime for AsyncStd {
     type Listener = Async<TcpListener>;
     type Stream = Stream;
     type Sleep = Sleep;
-    type Datagram = Datagram;
+    type Datagram = Udp;
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let executor = Rc::new(LocalExecutor::new());
@@ -74,8 +75,8 @@ impl Runtime for AsyncStd {
         Async::new(listener)
     }
 
-    fn datagram(socket: UdpSocket) -> io::Result<Datagram> {
-        Async::new(socket).map(Datagram)
+    fn datagram(socket: UdpSocket) -> io::Result<Udp> {
+        Async::new(socket).map(Udp)
     }
 
     async fn accept(listener: &Async<TcpListener>) -> io::Result<(Stream, SocketAddr)> {
@@ -128,9 +129,9 @@ impl Connection for Stream {
 
 /// An async-io UDP socket as the engine drives it.
 #[derive(Debug)]
-pub struct Datagram(Async<UdpSocket>);
+pub struct Udp(Async<UdpSocket>);
 
-impl DatagramSocket for Datagram {
+impl DatagramSocket for Udp {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_readable(cx)
     }
@@ -143,7 +144,12 @@ impl DatagramSocket for Datagram {
         self.0.get_ref().recv_from(buffer)
     }
 
-    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize> {
-        send_datagram(SockRef::from(self.0.get_ref()), segments, to)
+    fn try_send_batch(
+        &self,
+        sender: &mut DatagramSender,
+        batch: &[&Datagram],
+        peer: IpAddr,
+    ) -> io::Result<usize> {
+        sender.send(SockRef::from(self.0.get_ref()), batch, peer)
     }
 }

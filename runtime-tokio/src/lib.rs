@@ -5,16 +5,17 @@
 //! protocol logic) is shared with the async-std adapter.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
 use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
-use mediakit_support::socket::{send_datagram, send_queue};
+use mediakit_support::socket::{send_queue, DatagramSender};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -29,7 +30,7 @@ impl Runtime for Tokio {
     type Listener = TcpListener;
     type Stream = Stream;
     type Sleep = tokio::time::Sleep;
-    type Datagram = Datagram;
+    type Datagram = Udp;
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -51,8 +52,8 @@ impl Runtime for Tokio {
         TcpListener::from_std(listener)
     }
 
-    fn datagram(socket: std::net::UdpSocket) -> io::Result<Datagram> {
-        UdpSocket::from_std(socket).map(Datagram)
+    fn datagram(socket: std::net::UdpSocket) -> io::Result<Udp> {
+        UdpSocket::from_std(socket).map(Udp)
     }
 
     async fn accept(listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
@@ -93,9 +94,9 @@ impl Connection for Stream {
 
 /// A tokio UDP socket as the engine drives it.
 #[derive(Debug)]
-pub struct Datagram(UdpSocket);
+pub struct Udp(UdpSocket);
 
-impl DatagramSocket for Datagram {
+impl DatagramSocket for Udp {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_recv_ready(cx)
     }
@@ -108,9 +109,15 @@ impl DatagramSocket for Datagram {
         self.0.try_recv_from(buffer)
     }
 
-    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize> {
+    fn try_send_batch(
+        &self,
+        sender: &mut DatagramSender,
+        batch: &[&Datagram],
+        peer: IpAddr,
+    ) -> io::Result<usize> {
+        // Through `try_io` so tokio clears its readiness when the send would block.
         self.0.try_io(Interest::WRITABLE, || {
-            send_datagram(SockRef::from(&self.0), segments, to)
+            sender.send(SockRef::from(&self.0), batch, peer)
         })
     }
 }

@@ -4,7 +4,9 @@
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
+use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
+use smallvec::SmallVec;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// Most iovecs one `sendmsg` takes on Linux (`IOV_MAX`).
@@ -53,6 +55,114 @@ pub fn rtp_socket_pair(
         }
     }
     Ok(None)
+}
+
+/// Most datagrams one [`DatagramSender::send`] carries.
+pub const DATAGRAM_BATCH: usize = 64;
+/// Most segments of a datagram sent in a batch (an RTP header, a payload-format header and
+/// a payload slice, or RTCP in one piece, fit); one with more is sent alone.
+#[cfg(target_os = "linux")]
+const MAX_SEGMENTS: usize = 4;
+
+/// Sends RTP/RTCP datagrams several per system call: `sendmmsg` on Linux, where it costs
+/// about 15% less per datagram than one `sendmsg` each (1400-byte RTP on loopback,
+/// `benches/benches/udp.rs`), and a loop of `sendmsg` elsewhere. Holds the message headers
+/// `sendmmsg` needs, so a send allocates nothing.
+pub struct DatagramSender {
+    #[cfg(target_os = "linux")]
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+impl std::fmt::Debug for DatagramSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramSender").finish_non_exhaustive()
+    }
+}
+
+impl Default for DatagramSender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DatagramSender {
+    pub fn new() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            headers: nix::sys::socket::MultiHeaders::preallocate(DATAGRAM_BATCH, None),
+        }
+    }
+
+    /// Sends the first [`DATAGRAM_BATCH`] datagrams of `batch`, each to its port at `peer`,
+    /// gathered from their segments; returns how many the socket took (at least one), or
+    /// the error of the first (`WouldBlock` when the socket is full).
+    #[cfg(target_os = "linux")]
+    pub fn send(
+        &mut self,
+        socket: SockRef<'_>,
+        batch: &[&Datagram],
+        peer: IpAddr,
+    ) -> io::Result<usize> {
+        use nix::sys::socket::{sendmmsg, MsgFlags, SockaddrStorage};
+        use std::os::fd::AsRawFd;
+        // Fixed arrays rather than growable vectors: `sendmmsg` borrows the slices for as long
+        // as the slices borrow the payloads, which drop checking allows only for types
+        // without a destructor. A datagram of more segments than fit is sent on its own.
+        let empty = IoSlice::new(&[]);
+        let mut slices = [[empty; MAX_SEGMENTS]; DATAGRAM_BATCH];
+        let mut count = 0;
+        for (slot, datagram) in slices.iter_mut().zip(batch) {
+            if datagram.segments.len() > MAX_SEGMENTS {
+                break;
+            }
+            for (io, segment) in slot.iter_mut().zip(&datagram.segments) {
+                *io = IoSlice::new(segment);
+            }
+            count += 1;
+        }
+        let Some(first) = batch.first() else {
+            return Ok(0);
+        };
+        if count == 0 {
+            return send_one(socket, first, peer);
+        }
+        let addresses: SmallVec<[Option<SockaddrStorage>; DATAGRAM_BATCH]> = batch
+            .iter()
+            .take(count)
+            .map(|datagram| Some(SockaddrStorage::from(SocketAddr::new(peer, datagram.port))))
+            .collect();
+        let sent = sendmmsg(
+            socket.as_raw_fd(),
+            &mut self.headers,
+            slices.iter().take(count),
+            &addresses,
+            [],
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        Ok(sent.count())
+    }
+
+    /// Sends the first datagram of `batch` to its port at `peer` (no `sendmmsg` here).
+    #[cfg(not(target_os = "linux"))]
+    pub fn send(
+        &mut self,
+        socket: SockRef<'_>,
+        batch: &[&Datagram],
+        peer: IpAddr,
+    ) -> io::Result<usize> {
+        match batch.first() {
+            Some(datagram) => send_one(socket, datagram, peer),
+            None => Ok(0),
+        }
+    }
+}
+
+/// Sends one datagram to its port at `peer`; returns 1 (datagrams sent).
+fn send_one(socket: SockRef<'_>, datagram: &Datagram, peer: IpAddr) -> io::Result<usize> {
+    let slices: SmallVec<[IoSlice<'_>; 8]> =
+        datagram.segments.iter().map(|s| IoSlice::new(s)).collect();
+    send_datagram(socket, &slices, SocketAddr::new(peer, datagram.port)).map(|_| 1)
 }
 
 /// Sends one datagram gathered from `segments` to `to` with one `sendmsg`.
@@ -148,6 +258,31 @@ mod tests {
         let mut buffer = [0u8; 64];
         let (len, from) = rtcp.recv_from(&mut buffer).unwrap();
         assert_eq!((&buffer[..len], from.port()), (&b"head-body"[..], first));
+        // A batch: each datagram whole, in order, to its own port.
+        let datagrams: Vec<Datagram> = (0..100u8)
+            .map(|i| Datagram {
+                channel: mediakit_core::datagram::UdpChannel::Rtp,
+                port: to.port(),
+                segments: [
+                    bytes::Bytes::from(vec![i; 3]),
+                    bytes::Bytes::from_static(b"|tail"),
+                ]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        let batch: Vec<&Datagram> = datagrams.iter().collect();
+        let mut sender = DatagramSender::new();
+        let mut sent = 0;
+        while sent < batch.len() {
+            sent += sender
+                .send(SockRef::from(&rtp), &batch[sent..], ip)
+                .unwrap();
+        }
+        for i in 0..100u8 {
+            let (len, _) = rtcp.recv_from(&mut buffer).unwrap();
+            assert_eq!(&buffer[..len], [&[i; 3][..], b"|tail"].concat());
+        }
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! one small file; the connection, worker and fan-out logic above it exists once.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
 use socket2::SockRef;
+
+use crate::socket::DatagramSender;
 
 /// A single-threaded async runtime, one instance per worker thread.
 pub trait Runtime: 'static {
@@ -66,7 +69,13 @@ pub trait DatagramSocket {
     fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Receives one datagram into `buffer`; `WouldBlock` when none waits.
     fn try_recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
-    /// Sends one datagram gathered from `segments` (one `sendmsg`); `WouldBlock` when the
-    /// socket buffer is full.
-    fn try_send_to(&self, segments: &[IoSlice<'_>], to: SocketAddr) -> io::Result<usize>;
+    /// Sends datagrams from the front of `batch`, each to its port at `peer`, with
+    /// `sender` (several per system call where the platform allows); returns how many were
+    /// sent, or `WouldBlock` when the socket buffer is full.
+    fn try_send_batch(
+        &self,
+        sender: &mut DatagramSender,
+        batch: &[&Datagram],
+        peer: IpAddr,
+    ) -> io::Result<usize>;
 }

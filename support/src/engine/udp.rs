@@ -9,8 +9,8 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 
 use super::notify::LocalNotify;
 use super::runtime::{DatagramSocket, Runtime};
+use crate::socket::{DatagramSender, DATAGRAM_BATCH};
 
 /// Datagrams one session may have waiting before further ones are dropped: a session that
 /// is not being scheduled must not make the worker hold unbounded memory for it.
@@ -68,6 +69,8 @@ pub struct UdpPorts<R: Runtime> {
     routes: RefCell<HashMap<SocketAddr, Rc<DatagramInbox>>>,
     /// Receive blocks of the RTP and RTCP sockets.
     buffers: [RefCell<BytesMut>; 2],
+    /// Batched sends' preallocated headers, shared by the worker's sessions.
+    sender: RefCell<DatagramSender>,
 }
 
 impl<R: Runtime> std::fmt::Debug for UdpPorts<R> {
@@ -88,6 +91,7 @@ impl<R: Runtime> UdpPorts<R> {
             ports,
             routes: RefCell::new(HashMap::new()),
             buffers: [RefCell::new(BytesMut::new()), RefCell::new(BytesMut::new())],
+            sender: RefCell::new(DatagramSender::new()),
         }))
     }
 
@@ -114,25 +118,30 @@ impl<R: Runtime> UdpPorts<R> {
     /// Sends queued datagrams to `peer` until done or a socket is full; returns the channel
     /// whose socket is full, to wait for. A datagram the network refuses is dropped, as UDP
     /// would lose it anyway.
-    pub fn send(&self, queue: &mut DatagramQueue, peer: std::net::IpAddr) -> Option<UdpChannel> {
-        while let Some(datagram) = queue.front() {
-            match self.send_one(datagram, peer) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Some(datagram.channel);
-                }
-                _ => {
-                    queue.pop_front();
-                }
+    pub fn send(&self, queue: &mut DatagramQueue, peer: IpAddr) -> Option<UdpChannel> {
+        let mut sender = self.sender.borrow_mut();
+        while let Some(channel) = queue.front().map(|datagram| datagram.channel) {
+            // The run of datagrams at the front that leave through the same socket.
+            let result = {
+                let batch: SmallVec<[&Datagram; DATAGRAM_BATCH]> = queue
+                    .iter()
+                    .take_while(|datagram| datagram.channel == channel)
+                    .take(DATAGRAM_BATCH)
+                    .collect();
+                self.socket(channel)
+                    .try_send_batch(&mut sender, &batch, peer)
+            };
+            let sent = match result {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Some(channel),
+                Ok(sent) => sent.max(1),
+                // The first datagram was refused: it is dropped, the rest go on.
+                Err(_) => 1,
+            };
+            for _ in 0..sent {
+                queue.pop_front();
             }
         }
         None
-    }
-
-    fn send_one(&self, datagram: &Datagram, peer: std::net::IpAddr) -> io::Result<usize> {
-        let slices: SmallVec<[IoSlice<'_>; 4]> =
-            datagram.segments.iter().map(|s| IoSlice::new(s)).collect();
-        let to = SocketAddr::new(peer, datagram.port);
-        self.socket(datagram.channel).try_send_to(&slices, to)
     }
 
     /// Ready when `channel`'s socket may take a datagram again.
