@@ -190,6 +190,40 @@ fn closed_after(port: u16, bytes: &[u8], within: Duration) -> bool {
     false
 }
 
+/// ANNOUNCE (H.264 + AAC), SETUP of both tracks interleaved, RECORD, then interleaved
+/// frames of garbage on every channel, as one write (the server answers in order).
+fn garbage_publish(url: &str) -> Vec<u8> {
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/44100/2\r\n\
+        a=fmtp:97 streamtype=5; profile-level-id=15; mode=AAC-hbr; config=1210; \
+        sizelength=13; indexlength=3; indexdeltalength=3\r\na=control:trackID=1\r\n";
+    let mut wire = format!(
+        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes();
+    for (cseq, track) in [(2, 0), (3, 1)] {
+        wire.extend_from_slice(
+            format!(
+                "SETUP {url}/trackID={track} RTSP/1.0\r\nCSeq: {cseq}\r\n\
+                 Transport: RTP/AVP/TCP;unicast;interleaved={}-{};mode=record\r\n\r\n",
+                track * 2,
+                track * 2 + 1
+            )
+            .as_bytes(),
+        );
+    }
+    wire.extend_from_slice(format!("RECORD {url} RTSP/1.0\r\nCSeq: 4\r\n\r\n").as_bytes());
+    for i in 0..400u32 {
+        let len = 20 + (i * 37 % 1200) as usize;
+        wire.extend_from_slice(&[b'$', (i % 4) as u8, (len >> 8) as u8, len as u8]);
+        wire.extend((0..len).map(|j| (i as usize * 31 + j * 7) as u8));
+    }
+    wire
+}
+
 #[test]
 fn malformed_rtsp_closes_only_its_own_connection() {
     for (index, binary) in server_binaries().iter().enumerate() {
@@ -218,6 +252,23 @@ fn malformed_rtsp_closes_only_its_own_connection() {
                 binary.display()
             );
         }
+        // A publisher of another name whose RTP is garbage: its packets are dropped, the
+        // publish stays up, and nothing reaches anyone else.
+        let mut garbage_rtp = TcpStream::connect(("127.0.0.1", server.rtsp_port)).unwrap();
+        garbage_rtp
+            .write_all(&garbage_publish(&server.rtsp_url(&format!("{path}x"))))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let garbage_stream = format!("stream={path}x");
+        assert!(
+            server
+                .log_text()
+                .lines()
+                .any(|line| line.contains("publishing") && line.contains(&garbage_stream)),
+            "{}: the garbage publisher was not accepted:\n{}",
+            binary.display(),
+            server.log_text()
+        );
         let published = publisher.wait_timeout(PLAYER_DEADLINE);
         assert!(
             published.success(),
