@@ -548,11 +548,30 @@ fn udp_publish_gives_the_same_media_as_interleaved() {
     );
     // The same packets as datagrams from the client's ports, with garbage from a port the
     // session does not know and RTP sent to the RTCP socket in between: both are ignored.
+    // The audio track's sender report arrives after its first RTP packets (UDP may reorder
+    // them): those wait for it, so audio keeps its place on the shared timeline.
     let mut wire = publisher.reports(0, 0);
     wire.put(publisher.rtp(&frames));
     let decoder = RtspDecoder::default();
-    let mut media = media_events(&accepted);
+    let mut items = Vec::new();
     while let Some(item) = decoder.decode(&mut wire).unwrap() {
+        items.push(item);
+    }
+    let audio_report = items
+        .iter()
+        .position(|item| matches!(item, Input::Interleaved { channel: 3, .. }))
+        .unwrap();
+    let late = items.remove(audio_report);
+    let third_audio = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| matches!(item, Input::Interleaved { channel: 2, .. }))
+        .nth(2)
+        .unwrap()
+        .0;
+    items.insert(third_audio + 1, late);
+    let mut media = media_events(&accepted);
+    for item in items {
         let Input::Interleaved { channel, payload } = item else {
             panic!("only packets")
         };

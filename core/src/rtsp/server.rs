@@ -59,6 +59,11 @@ const SERVER_NAME: &str = "mediakit";
 /// zero lies: room for tracks that start a little before the first packet to arrive.
 pub const SENDER_REPORT_TIMELINE_MARGIN_MS: i64 = 1_000;
 
+/// Most RTP packets of a track kept while its first sender report is awaited (another track
+/// already set the timeline from its report; over UDP a report can arrive after the RTP it
+/// preceded). Past this the track starts without a report.
+const MAX_RTP_BEFORE_REPORT: usize = 64;
+
 /// Most audio frames kept back while video waits for decode times (about 1 s of AAC at
 /// 48 kHz twice over).
 const MAX_HELD_AUDIO: usize = 96;
@@ -321,6 +326,11 @@ struct InTrack {
     stats: ReceiverStats,
     /// Our SSRC as the receiver of this track.
     ssrc: u32,
+    /// RTP that arrived before this track's first sender report while another track's
+    /// report had already set the timeline (see [`MAX_RTP_BEFORE_REPORT`]).
+    early_rtp: Vec<Bytes>,
+    /// False once the track stopped waiting for its first sender report.
+    report_awaited: bool,
 }
 
 /// One server-side RTSP connection.
@@ -1045,11 +1055,17 @@ impl RtspServerSession {
             match packet {
                 RtcpPacket::SenderReport(report) => {
                     let ntp_ms = i64::try_from(report.ntp.to_unix_micros() / 1000).unwrap_or(0);
+                    let mut early = Vec::new();
                     if let Some(track) = self.in_tracks.get_mut(index) {
                         track.stats.on_sender_report(&report, self.now);
                         if track.depacketizer.is_none() {
                             track.sender_report = Some((ntp_ms, report.rtp_timestamp));
+                            early = core::mem::take(&mut track.early_rtp);
                         }
+                    }
+                    // The RTP that overtook this report now maps onto the shared timeline.
+                    for payload in &early {
+                        self.on_rtp(index, payload);
                     }
                 }
                 // The publisher's source leaves (ffmpeg says so just before its TEARDOWN):
@@ -1061,6 +1077,9 @@ impl RtspServerSession {
     }
 
     fn on_rtp(&mut self, index: usize, payload: &Bytes) {
+        if self.hold_until_report(index, payload) {
+            return;
+        }
         // A malformed packet is dropped alone; the depacketizer resynchronises at the next
         // keyframe if it took part of a frame with it.
         let Ok(packet) = RtpPacket::parse(payload) else {
@@ -1118,6 +1137,43 @@ impl RtspServerSession {
             Depacketizer::Aac(inner) => inner.push(packet),
         };
         self.pull_frames(index);
+    }
+
+    /// Keeps a track's first RTP back while another track's sender report has set the
+    /// timeline and this track's own report has not arrived: mapped without it, the track
+    /// would start on a timeline of its own, a second or more off the others. Returns whether
+    /// the packet was kept. When too many wait, they go through without a report.
+    fn hold_until_report(&mut self, index: usize, payload: &Bytes) -> bool {
+        let timeline_set = self.ntp_base_ms.is_some();
+        let Some(track) = self.in_tracks.get_mut(index) else {
+            return false;
+        };
+        let waiting = timeline_set
+            && track.report_awaited
+            && track.depacketizer.is_none()
+            && track.sender_report.is_none();
+        if !waiting {
+            return false;
+        }
+        if track.early_rtp.len() < MAX_RTP_BEFORE_REPORT {
+            track.early_rtp.push(payload.clone());
+            return true;
+        }
+        self.release_early_rtp(index);
+        false
+    }
+
+    /// Passes on a track's held RTP, in order, without waiting for its sender report any
+    /// longer (the track then starts at its first packet).
+    fn release_early_rtp(&mut self, index: usize) {
+        let Some(track) = self.in_tracks.get_mut(index) else {
+            return;
+        };
+        track.report_awaited = false;
+        let early = core::mem::take(&mut track.early_rtp);
+        for payload in &early {
+            self.on_rtp(index, payload);
+        }
     }
 
     fn pull_frames(&mut self, index: usize) {
@@ -1221,6 +1277,7 @@ impl RtspServerSession {
     /// Passes on every frame a publisher's track still holds: the depacketizer's last access
     /// unit and the frames waiting for decode times.
     fn flush_track(&mut self, index: usize) {
+        self.release_early_rtp(index);
         if let Some(track) = self.in_tracks.get_mut(index) {
             let _ = match &mut track.depacketizer {
                 Some(Depacketizer::H264(inner)) => inner.flush(),
@@ -1398,6 +1455,8 @@ fn in_track(media: &MediaDescription, base: &str) -> InTrack {
         dts: matches!(codec, Some(InCodec::H264 | InCodec::H265)).then(DtsGenerator::new),
         stats: ReceiverStats::new(clock_rate),
         ssrc: 0,
+        early_rtp: Vec::new(),
+        report_awaited: true,
     }
 }
 

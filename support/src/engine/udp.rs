@@ -171,10 +171,20 @@ impl<R: Runtime> UdpPorts<R> {
     /// socket the receive loops have not got to yet.
     pub fn receive_pending(&self) {
         self.receive(UdpChannel::Rtp);
-        self.receive(UdpChannel::Rtcp);
     }
 
+    /// Routes what `channel`'s socket holds; for RTP, what the RTCP socket holds first. A
+    /// publisher sends its first sender report before its first RTP packet, and the session
+    /// needs it first to put the track on the shared timeline; the two sockets are read by
+    /// separate tasks, so without this RTP could overtake it.
     fn receive(&self, channel: UdpChannel) {
+        if channel == UdpChannel::Rtp {
+            self.drain(UdpChannel::Rtcp);
+        }
+        self.drain(channel);
+    }
+
+    fn drain(&self, channel: UdpChannel) {
         let index = match channel {
             UdpChannel::Rtp => 0,
             UdpChannel::Rtcp => 1,
