@@ -27,7 +27,7 @@ use async_io::{Async, Timer};
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
+use mediakit_support::engine::{Connection, DatagramSocket, Runtime, Timer as EngineTimer};
 use mediakit_support::socket::{send_queue, DatagramSender};
 use socket2::SockRef;
 
@@ -88,6 +88,12 @@ impl Runtime for AsyncStd {
 /// A deadline on async-io's timer.
 #[derive(Debug)]
 pub struct Sleep(Timer);
+
+impl EngineTimer for Sleep {
+    fn reset(&mut self, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+}
 
 impl Future for Sleep {
     type Output = ();

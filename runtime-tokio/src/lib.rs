@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, DatagramSocket, Runtime};
+use mediakit_support::engine::{Connection, DatagramSocket, Runtime, Timer};
 use mediakit_support::socket::{send_queue, DatagramSender};
 use socket2::SockRef;
 use tokio::io::Interest;
@@ -29,7 +29,7 @@ pub struct Tokio;
 impl Runtime for Tokio {
     type Listener = TcpListener;
     type Stream = Stream;
-    type Sleep = tokio::time::Sleep;
+    type Sleep = Sleep;
     type Datagram = Udp;
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
@@ -44,8 +44,8 @@ impl Runtime for Tokio {
         drop(tokio::task::spawn_local(task));
     }
 
-    fn sleep_until(deadline: Instant) -> Self::Sleep {
-        tokio::time::sleep_until(deadline.into())
+    fn sleep_until(deadline: Instant) -> Sleep {
+        Sleep(Box::pin(tokio::time::sleep_until(deadline.into())))
     }
 
     fn listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
@@ -59,6 +59,23 @@ impl Runtime for Tokio {
     async fn accept(listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
         Ok((Stream(stream), peer))
+    }
+}
+
+/// A tokio timer, boxed once so it can be moved (reset) in place for a connection's life.
+#[derive(Debug)]
+pub struct Sleep(Pin<Box<tokio::time::Sleep>>);
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Timer for Sleep {
+    fn reset(&mut self, deadline: Instant) {
+        self.0.as_mut().reset(deadline.into());
     }
 }
 

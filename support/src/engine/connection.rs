@@ -4,7 +4,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 use super::fanout::Source;
 use super::hls::HlsPublisher;
 use super::notify::LocalNotify;
-use super::runtime::{Connection as _, Runtime};
+use super::runtime::{Connection as _, Runtime, Timer as _};
 use super::shared::PublisherHandle;
 use super::udp::DatagramInbox;
 use super::worker::Worker;
@@ -191,6 +191,10 @@ async fn drive<R: Runtime, S: LiveSession>(
     let _ = stream.socket().set_nodelay(true);
     let mut nodelay = true;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    // One timer for the connection's life, moved when the deadline changes; `armed` is the
+    // deadline it is set for, `None` when it is not to be polled (or has fired).
+    let mut timer: Option<R::Sleep> = None;
+    let mut armed: Option<Instant> = None;
 
     let ending = loop {
         if worker.is_stopping() {
@@ -227,7 +231,18 @@ async fn drive<R: Runtime, S: LiveSession>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut sleep = pin!(deadline.map(R::sleep_until));
+        match deadline {
+            Some(at) if armed != Some(at) => {
+                match &mut timer {
+                    Some(timer) => timer.reset(at),
+                    None => timer = Some(R::sleep_until(at)),
+                }
+                armed = Some(at);
+            }
+            Some(_) => {}
+            None => armed = None,
+        }
+        let timer_armed = armed.is_some();
         let wake = Rc::clone(&conn.wake);
         let wakeup = poll_fn(|cx| {
             if read_open {
@@ -248,8 +263,8 @@ async fn drive<R: Runtime, S: LiveSession>(
             if wake.poll_notified(cx).is_ready() {
                 return Poll::Ready(Wakeup::Notified);
             }
-            if let Some(sleep) = sleep.as_mut().as_pin_mut() {
-                if sleep.poll(cx).is_ready() {
+            if let (true, Some(timer)) = (timer_armed, timer.as_mut()) {
+                if Pin::new(timer).poll(cx).is_ready() {
                     return Poll::Ready(Wakeup::Deadline);
                 }
             }
@@ -278,6 +293,8 @@ async fn drive<R: Runtime, S: LiveSession>(
                 conn.on_notified();
             }
             Wakeup::Deadline => {
+                // A fired timer stays ready until reset.
+                armed = None;
                 conn.session.handle_timeout(worker.shared.now());
                 if wait_deadline.is_some_and(|at| Instant::now() >= at) {
                     conn.expire_wait();

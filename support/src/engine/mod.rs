@@ -20,7 +20,7 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use runtime::{Connection, DatagramSocket, Runtime};
+pub use runtime::{Connection, DatagramSocket, Runtime, Timer};
 
 use crate::ServerConfig;
 use shared::Shared;

@@ -22,8 +22,8 @@ pub trait Runtime: 'static {
     type Listener: 'static;
     /// A connection registered with this thread's reactor.
     type Stream: Connection + 'static;
-    /// A timer future.
-    type Sleep: Future<Output = ()>;
+    /// A timer future that can be moved to a new deadline.
+    type Sleep: Timer;
     /// A UDP socket registered with this thread's reactor.
     type Datagram: DatagramSocket + 'static;
 
@@ -42,6 +42,13 @@ pub trait Runtime: 'static {
     fn accept(
         listener: &Self::Listener,
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+}
+
+/// A timer a connection keeps for its whole life and moves when its deadline changes, so a
+/// wake-up does not register a fresh timer with the reactor each time.
+pub trait Timer: Future<Output = ()> + Unpin {
+    /// Re-arms the timer for `deadline`, also after it fired.
+    fn reset(&mut self, deadline: Instant);
 }
 
 /// What the engine does with a connected socket: readiness, non-blocking reads, and vectored
