@@ -13,6 +13,7 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| { mediakit_fuzz::amf0(data) });
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mediakit_fuzz::amf0(data));

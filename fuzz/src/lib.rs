@@ -14,12 +14,12 @@ pub use targets::rtmp_chunk::rtmp_chunk;
 pub use targets::rtmp_client::rtmp_client;
 pub use targets::rtmp_handshake::rtmp_handshake;
 pub use targets::rtmp_session::rtmp_session;
-pub use targets::rtsp_message::rtsp_message;
-pub use targets::rtsp_session::rtsp_session;
-pub use targets::sdp::sdp;
 pub use targets::rtp_aac::rtp_aac;
 pub use targets::rtp_h264::rtp_h264;
 pub use targets::rtp_h265::rtp_h265;
+pub use targets::rtsp_message::rtsp_message;
+pub use targets::rtsp_session::rtsp_session;
+pub use targets::sdp::sdp;
 pub use targets::ts_demux::ts_demux;
 
 /// Every target: its corpus directory name and body.

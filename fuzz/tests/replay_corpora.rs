@@ -17,6 +17,9 @@ fn every_corpus_file_passes_its_target() {
             let data = std::fs::read(entry.path()).unwrap();
             target(&data);
         }
-        println!("{name}: {} inputs replayed", std::fs::read_dir(&dir).unwrap().count());
+        println!(
+            "{name}: {} inputs replayed",
+            std::fs::read_dir(&dir).unwrap().count()
+        );
     }
 }

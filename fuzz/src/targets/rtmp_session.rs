@@ -12,7 +12,10 @@ const MAX_MESSAGE: u32 = 64 * 1024;
 /// publish and play it asks for so the deepest states are reached. Once past the handshake
 /// the fuzzer's bytes are chunk data, so the seeds start with a valid C0+C1+C2.
 pub fn rtmp_session(data: &[u8]) {
-    let config = RtmpServerConfig { max_message_len: MAX_MESSAGE, ..RtmpServerConfig::default() };
+    let config = RtmpServerConfig {
+        max_message_len: MAX_MESSAGE,
+        ..RtmpServerConfig::default()
+    };
     let mut session = RtmpServerSession::new(config, Millis(0), 7);
     let (read_size, input) = crate::read_sizes(data);
     let mut buffer = BytesMut::new();
@@ -20,7 +23,9 @@ pub fn rtmp_session(data: &[u8]) {
         buffer.extend_from_slice(piece);
         if session.handle_input(Millis(i as u64), &mut buffer).is_err() {
             // Errors latch: the same input fails again.
-            assert!(session.handle_input(Millis(i as u64), &mut BytesMut::new()).is_err());
+            assert!(session
+                .handle_input(Millis(i as u64), &mut BytesMut::new())
+                .is_err());
             return;
         }
         while let Some(event) = session.poll_event() {

@@ -49,5 +49,8 @@ pub fn rtp_aac(data: &[u8]) {
             .expect("depacketized frames packetize");
     }
     let again = depacketize(out.iter().map(|packet| packet.to_bytes()), Some(0));
-    assert_eq!(again, frames, "packetize(depacketize(x)) changed the frames");
+    assert_eq!(
+        again, frames,
+        "packetize(depacketize(x)) changed the frames"
+    );
 }

@@ -79,7 +79,10 @@ pub(crate) fn nal_target<F: NalFormat>(data: &[u8]) {
             .expect("depacketized frames packetize");
     }
     let again = depacketize::<F>(out.iter().map(|packet| packet.to_bytes()), Some(0));
-    assert_eq!(again, frames, "packetize(depacketize(x)) changed the frames");
+    assert_eq!(
+        again, frames,
+        "packetize(depacketize(x)) changed the frames"
+    );
 }
 
 /// H.264: see [`nal_target`].
