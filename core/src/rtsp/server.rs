@@ -983,7 +983,6 @@ impl RtspServerSession {
             .ntp_epoch_offset_micros
             .saturating_add(self.now.0.saturating_mul(1000));
         let ntp = NtpTimestamp::from_unix_micros(micros);
-        let mut reports = Vec::new();
         for track in &self.out_tracks {
             if let Some((_, delivery)) = track.setup {
                 let report = SenderReport {
@@ -994,14 +993,9 @@ impl RtspServerSession {
                     octet_count: track.octets,
                     reports: Vec::new(),
                 };
-                reports.push((delivery, report));
+                let output = (&mut self.out, &mut self.datagrams, &mut self.arena);
+                queue_report(output, delivery, track.ssrc, |out| report.encode(out));
             }
-        }
-        for (delivery, report) in reports {
-            self.queue_rtcp(delivery, |out| {
-                report.encode(out);
-                rtcp::encode_sdes_cname(out, report.ssrc, SERVER_NAME.as_bytes());
-            });
         }
         self.next_report = Some(self.now + self.config.sender_report_interval_ms);
     }
@@ -1293,25 +1287,18 @@ impl RtspServerSession {
     /// Sends a receiver report for every track being received, about as often as sender
     /// reports go to players.
     fn send_receiver_reports(&mut self) {
-        let now = self.now;
-        let mut reports = Vec::new();
         for track in &mut self.in_tracks {
             let Some(delivery) = track.delivery else {
                 continue;
             };
-            if let Some(block) = track.stats.report_block(now) {
+            if let Some(block) = track.stats.report_block(self.now) {
                 let report = ReceiverReport {
                     ssrc: track.ssrc,
                     reports: alloc::vec![block],
                 };
-                reports.push((delivery, report));
+                let output = (&mut self.out, &mut self.datagrams, &mut self.arena);
+                queue_report(output, delivery, track.ssrc, |out| report.encode(out));
             }
-        }
-        for (delivery, report) in reports {
-            self.queue_rtcp(delivery, |out| {
-                report.encode(out);
-                rtcp::encode_sdes_cname(out, report.ssrc, SERVER_NAME.as_bytes());
-            });
         }
         self.next_report = Some(self.now + self.config.sender_report_interval_ms);
     }
@@ -1359,6 +1346,21 @@ fn queue_packet(
             segments: segments.iter().cloned().collect(),
         }),
     }
+}
+
+/// Queues an RTCP report for a track, with the SDES CNAME every compound report carries.
+fn queue_report(
+    (out, datagrams, arena): (&mut OutQueue, &mut DatagramQueue, &mut BytesMut),
+    delivery: Delivery,
+    ssrc: u32,
+    encode: impl FnOnce(&mut BytesMut),
+) {
+    arena.reserve(128);
+    encode(arena);
+    rtcp::encode_sdes_cname(arena, ssrc, SERVER_NAME.as_bytes());
+    let packet = arena.split().freeze();
+    let packet = core::slice::from_ref(&packet);
+    queue_packet(out, datagrams, arena, delivery, UdpChannel::Rtcp, packet);
 }
 
 /// A response to `request` with our `Server` header.
