@@ -135,5 +135,28 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The names a stream's playlist is served under, relative to `/{app}/{stream}/`.
+pub const PLAYLIST_NAMES: [&str; 2] = ["index.m3u8", "hls.m3u8"];
+
+/// What an HLS request names under `/{app}/{stream}/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsResource {
+    /// The live playlist (any of [`PLAYLIST_NAMES`]).
+    Playlist,
+    /// A segment by media sequence number.
+    Segment(u64),
+}
+
+impl HlsResource {
+    /// The resource a last path component names; `None` for anything that is neither a
+    /// playlist name nor a segment name made by [`segment_name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        if PLAYLIST_NAMES.contains(&name) {
+            return Some(HlsResource::Playlist);
+        }
+        parse_segment_name(name).map(HlsResource::Segment)
+    }
+}
+
 #[cfg(test)]
 mod tests;

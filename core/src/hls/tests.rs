@@ -480,6 +480,26 @@ fn segments_demux_back_to_the_frames_pushed() {
 }
 
 #[test]
+fn resource_names_are_playlists_or_segments() {
+    assert_eq!(
+        HlsResource::parse("index.m3u8"),
+        Some(HlsResource::Playlist)
+    );
+    assert_eq!(HlsResource::parse("hls.m3u8"), Some(HlsResource::Playlist));
+    assert_eq!(HlsResource::parse("42.ts"), Some(HlsResource::Segment(42)));
+    for other in [
+        "live.m3u8",
+        "index.M3U8",
+        "042.ts",
+        "x.ts",
+        "index.html",
+        "",
+    ] {
+        assert_eq!(HlsResource::parse(other), None, "{other}");
+    }
+}
+
+#[test]
 fn segment_names_round_trip() {
     for sequence in [0, 1, 42, u64::MAX] {
         assert_eq!(parse_segment_name(&segment_name(sequence)), Some(sequence));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mediakit_core::datagram::UdpChannel;
-use mediakit_core::hls::parse_segment_name;
+use mediakit_core::hls::HlsResource;
 use mediakit_core::http::{playlist_resource, segment_resource};
 use mediakit_core::http_live::HttpLiveSession;
 use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
@@ -600,8 +600,8 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
     /// is waited for (play-before-publish); a segment is there or not.
     fn serve_resource(&mut self, key: StreamKey, name: &str) {
         let hls = &self.worker.shared.hls;
-        if name == "index.m3u8" || name == "hls.m3u8" {
-            match hls.snapshot(&key) {
+        match HlsResource::parse(name) {
+            Some(HlsResource::Playlist) => match hls.snapshot(&key) {
                 Some(snapshot) => self
                     .session
                     .serve_resource(playlist_resource(snapshot.playlist.clone())),
@@ -613,13 +613,13 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                         deadline: Instant::now() + wait,
                     });
                 }
+            },
+            Some(HlsResource::Segment(sequence)) => {
+                match hls.snapshot(&key).and_then(|s| s.segment(sequence)) {
+                    Some(bytes) => self.session.serve_resource(segment_resource(bytes)),
+                    None => self.session.reject(Rejection::NotFound),
+                }
             }
-            return;
-        }
-        let segment =
-            parse_segment_name(name).and_then(|sequence| hls.snapshot(&key)?.segment(sequence));
-        match segment {
-            Some(bytes) => self.session.serve_resource(segment_resource(bytes)),
             None => self.session.reject(Rejection::NotFound),
         }
     }
