@@ -56,6 +56,18 @@ impl Delivery {
         }
     }
 
+    /// Whether `got` is `want` as this delivery carries it (its size, within what the
+    /// container adds).
+    pub fn carries(self, got: &Packet, want: &Packet) -> bool {
+        self.carries_size(got.size, want)
+    }
+
+    /// Whether `size` bytes is `want` as this delivery carries it.
+    pub fn carries_size(self, size: u64, want: &Packet) -> bool {
+        size.checked_sub(want.size)
+            .is_some_and(|extra| self.overhead(want).contains(&extra))
+    }
+
     /// Whether the player reads decode times (RTP carries presentation times only).
     pub fn has_dts(self) -> bool {
         self != Delivery::Rtsp
@@ -114,9 +126,7 @@ pub fn assert_same_stream_as(
                 (Some(a), Some(b)) => close(a, b),
                 (a, b) => a == b,
             }
-            && g.2
-                .checked_sub(w.2)
-                .is_some_and(|extra| delivery.overhead(want_packets[i]).contains(&extra))
+            && delivery.carries_size(g.2, want_packets[i])
             && g.3 == w.3
     };
     if let Some(index) = (0..got_view.len()).find(|&i| !same(i)) {
@@ -366,18 +376,12 @@ pub fn assert_complete_via_rtp(
             got.keyframe, want.keyframe,
             "{what}: video packet {index} keyframe flag"
         );
-        let carried = got
-            .size
-            .checked_sub(want.size)
-            .is_some_and(|extra| delivery.overhead(want).contains(&extra));
         let hevc_tail = delivery != Delivery::Flv
             && clip == Clip::Hevc
             && index + 1 == source_video.len()
-            && (got.size + 1)
-                .checked_sub(want.size)
-                .is_some_and(|extra| delivery.overhead(want).contains(&extra));
+            && delivery.carries_size(got.size + 1, want);
         assert!(
-            carried || hevc_tail,
+            delivery.carries(got, want) || hevc_tail,
             "{what}: video packet {index} size {} vs source {}",
             got.size,
             want.size
@@ -418,7 +422,7 @@ pub fn assert_complete_via_rtp(
             && got_audio
                 .iter()
                 .zip(&source_audio[skipped..])
-                .all(|(g, w)| audio_carried(delivery, g, w))
+                .all(|(g, w)| delivery.carries(g, w))
     };
     let skipped = (0..=before_keyframe).find(|&skipped| sizes_match(skipped)).unwrap_or_else(|| {
         panic!(
@@ -435,7 +439,7 @@ pub fn assert_complete_via_rtp(
     for (index, got) in got_audio.iter().enumerate() {
         let want = source_audio[skipped + index];
         assert!(
-            audio_carried(delivery, got, want),
+            delivery.carries(got, want),
             "{what}: audio packet {index} size {} for the source packet {}'s {}",
             got.size,
             skipped + index,
@@ -445,13 +449,6 @@ pub fn assert_complete_via_rtp(
             check_time("audio", index, got, want);
         }
     }
-}
-
-/// Whether `got` is `want` as `delivery` carries it.
-fn audio_carried(delivery: Delivery, got: &Packet, want: &Packet) -> bool {
-    got.size
-        .checked_sub(want.size)
-        .is_some_and(|extra| delivery.overhead(want).contains(&extra))
 }
 
 /// A clean decode of `clip` after RTP: every video frame, and the audio frames

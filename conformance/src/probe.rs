@@ -463,19 +463,20 @@ pub fn parse_framecrc(output: &[u8]) -> Result<ProbeReport, String> {
 /// (`-c copy -f framecrc`): ffprobe's packet list from an ffmpeg, for builds (the ffmpeg 9
 /// binary) that come without ffprobe. `extra` goes before `-i`.
 pub fn copy_args(input: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error"]
+    ffmpeg_args("error", extra, input, &["-c", "copy", "-f", "framecrc"])
+}
+
+/// `ffmpeg -nostdin -hide_banner -v LEVEL EXTRA... -i INPUT -map 0 OUTPUT... -`: every
+/// stream of `input` to `output` on stdout; `extra` goes before `-i`.
+fn ffmpeg_args(level: &str, extra: &[&str], input: &str, output: &[&str]) -> Vec<String> {
+    ["-nostdin", "-hide_banner", "-v", level]
         .iter()
+        .chain(extra)
+        .chain(&["-i", input, "-map", "0"])
+        .chain(output)
+        .chain(&["-"])
         .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(
-        [
-            "-i", input, "-map", "0", "-c", "copy", "-f", "framecrc", "-",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    args
+        .collect()
 }
 
 /// The ffprobe arguments for `input`; `extra` goes before `-i` (input options such as
@@ -562,17 +563,7 @@ pub struct DecodeReport {
 /// progress report only counts video). Every stream is mapped so that a single stream being
 /// dropped is visible. `extra` goes before `-i`.
 pub fn decode_args(input: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(
-        ["-i", input, "-map", "0", "-f", "framecrc", "-"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    args
+    ffmpeg_args("error", extra, input, &["-f", "framecrc"])
 }
 
 /// What ffmpeg's MPEG-TS demuxer says about a broken transport stream; the first only at
@@ -586,16 +577,7 @@ pub const TS_PROBLEMS: &[&str] = &[
 /// Starts an ffmpeg that demuxes every stream of `input` (`-c copy -f null`) logging at debug
 /// level, for [`ts_problems`]. `extra` goes before `-i`.
 pub fn spawn_ts_check(input: &str, extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "debug"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(
-        ["-i", input, "-map", "0", "-c", "copy", "-f", "null", "-"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    let args = ffmpeg_args("debug", extra, input, &["-c", "copy", "-f", "null"]);
     Proc::spawn("ffmpeg", &args)
 }
 

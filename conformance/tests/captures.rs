@@ -188,42 +188,61 @@ fn flv_captures_match_ffprobe_for_any_read_size() {
     }
 }
 
+/// What replaying a publisher's bytes into a server session gave.
+struct Replay {
+    /// `app/stream` of the accepted publish.
+    published: Option<String>,
+    media: Vec<Media>,
+    /// Whether the session reported the publish stopped.
+    stopped: bool,
+}
+
+/// Feeds `data` to `session` in reads of `read_size` bytes, accepting the publish.
+fn replay_publish(mut session: impl LiveSession, data: &[u8], read_size: usize) -> Replay {
+    let mut buffer = BytesMut::new();
+    let mut replay = Replay {
+        published: None,
+        media: Vec::new(),
+        stopped: false,
+    };
+    for piece in data.chunks(read_size) {
+        buffer.extend_from_slice(piece);
+        if let Err(error) = session.handle_input(Millis(0), &mut buffer) {
+            panic!("read size {read_size}: session input: {error}");
+        }
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::PublishRequested { app, stream } => {
+                    replay.published = Some(format!("{app}/{stream}"));
+                    session.accept_publish();
+                }
+                SessionEvent::Media(item) => replay.media.push(item),
+                SessionEvent::PublishStopped => replay.stopped = true,
+                _ => {}
+            }
+        }
+        let queued = session.transmit().queued_bytes();
+        session.transmit().advance(queued);
+    }
+    assert_eq!(
+        replay.published.as_deref(),
+        Some("live/capture"),
+        "read size {read_size}"
+    );
+    replay
+}
+
 #[test]
 fn rtmp_publish_capture_matches_ffprobe_of_its_source() {
     let path = captures_dir().join("rtmp_publish.bin");
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let probed = probe_packets("h264_aac");
     for read_size in [1, 100, 1460, 65536] {
-        let mut session = RtmpServerSession::new(RtmpServerConfig::default(), Millis(0), 1);
-        let mut buffer = BytesMut::new();
-        let mut media = Vec::new();
-        let mut published = None;
-        for piece in data.chunks(read_size) {
-            buffer.extend_from_slice(piece);
-            session
-                .handle_input(Millis(0), &mut buffer)
-                .expect("session input");
-            while let Some(event) = session.poll_event() {
-                match event {
-                    SessionEvent::PublishRequested { app, stream } => {
-                        published = Some(format!("{app}/{stream}"));
-                        session.accept_publish();
-                    }
-                    SessionEvent::Media(item) => media.push(item),
-                    _ => {}
-                }
-            }
-            let queued = session.transmit().queued_bytes();
-            session.transmit().advance(queued);
-        }
-        assert_eq!(
-            published.as_deref(),
-            Some("live/capture"),
-            "read size {read_size}"
-        );
+        let session = RtmpServerSession::new(RtmpServerConfig::default(), Millis(0), 1);
+        let replay = replay_publish(session, &data, read_size);
         assert_same_packets(
             &format!("rtmp_publish read size {read_size}"),
-            &frames_of(&media),
+            &frames_of(&replay.media),
             &probed,
         );
     }
@@ -261,42 +280,15 @@ fn rtsp_publish_capture_matches_ffprobe_of_its_source() {
     let seed = u64::from_str_radix(session_id, 16).expect("hexadecimal session id");
     let probed = probe_packets("h264_aac");
     for read_size in [1, 100, 1460, 65536] {
-        let mut session = RtspServerSession::new(RtspServerConfig::default(), Millis(0), seed);
-        let mut buffer = BytesMut::new();
-        let mut media = Vec::new();
-        let mut published = None;
-        let mut stopped = false;
-        for piece in data.chunks(read_size) {
-            buffer.extend_from_slice(piece);
-            session
-                .handle_input(Millis(0), &mut buffer)
-                .expect("session input");
-            while let Some(event) = session.poll_event() {
-                match event {
-                    SessionEvent::PublishRequested { app, stream } => {
-                        published = Some(format!("{app}/{stream}"));
-                        session.accept_publish();
-                    }
-                    SessionEvent::Media(item) => media.push(item),
-                    SessionEvent::PublishStopped => stopped = true,
-                    _ => {}
-                }
-            }
-            let queued = session.transmit().queued_bytes();
-            session.transmit().advance(queued);
-        }
-        assert_eq!(
-            published.as_deref(),
-            Some("live/capture"),
-            "read size {read_size}"
-        );
+        let session = RtspServerSession::new(RtspServerConfig::default(), Millis(0), seed);
+        let replay = replay_publish(session, &data, read_size);
         assert!(
-            stopped,
+            replay.stopped,
             "read size {read_size}: the TEARDOWN ends the publish"
         );
         assert_same_packets_within(
             &format!("rtsp_publish read size {read_size}"),
-            &frames_of(&media),
+            &frames_of(&replay.media),
             &probed,
             CAPTURE_ALLOWANCE,
         );

@@ -34,97 +34,47 @@ const PLAYERS_SETTLE: Duration = Duration::from_millis(1000);
 const RTSP_TCP: &[&str] = &["-rtsp_transport", "tcp"];
 const RTSP_UDP: &[&str] = &["-rtsp_transport", "udp"];
 
+/// ffmpeg publishes over RTSP with TCP and then with UDP transport; each time players read
+/// over RTSP with the same transport, RTMP and HTTP-FLV, and a decode runs over RTSP.
 #[test]
 fn rtsp_publish_plays_over_rtsp_rtmp_and_http_flv() {
     for (index, binary) in server_binaries().iter().enumerate() {
-        let server = Server::start(binary, &[]);
-        let path = stream_path("rtspin", index);
-        let probe_rtsp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_TCP);
-        let probe_rtmp = probe::spawn_probe(&server.rtmp_url(&path), &[]);
-        let probe_http = probe::spawn_probe(&server.http_url(&format!("{path}.flv")), &[]);
-        let decode_rtsp = probe::spawn_decode(&server.rtsp_url(&path), RTSP_TCP);
-        std::thread::sleep(PLAYERS_SETTLE);
-        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), "tcp");
-        let published = publisher.wait_timeout(PLAYER_DEADLINE);
-        assert!(
-            published.success(),
-            "{}: RTSP publish failed: {}\n{}",
-            binary.display(),
-            published.describe(),
-            server.log_text()
-        );
-        let tail = Duration::from_secs(8);
-        let what = |p: &str| format!("{} rtsp publish, {p} player", binary.display());
-        assert_complete_via_rtp(
-            &what("rtsp"),
-            &ProbeRun::from_finished(probe_rtsp.wait_timeout(tail)),
-            Clip::Camera,
-            Delivery::Rtsp,
-            Ingest::FfmpegRtsp,
-        );
-        assert_complete_via_rtp(
-            &what("rtmp"),
-            &ProbeRun::from_finished(probe_rtmp.wait_timeout(tail)),
-            Clip::Camera,
-            Delivery::Flv,
-            Ingest::FfmpegRtsp,
-        );
-        assert_complete_via_rtp(
-            &what("http-flv"),
-            &ProbeRun::from_finished(probe_http.wait_timeout(tail)),
-            Clip::Camera,
-            Delivery::Flv,
-            Ingest::FfmpegRtsp,
-        );
-        assert_decodes_via_rtp(
-            &what("rtsp decode"),
-            &DecodeReport::from_finished(decode_rtsp.wait_timeout(tail)),
-            Clip::Camera,
-            Ingest::FfmpegRtsp,
-        );
-    }
-}
-
-#[test]
-fn rtsp_udp_publish_plays_over_rtsp_udp_and_rtmp() {
-    for (index, binary) in server_binaries().iter().enumerate() {
-        let server = Server::start(binary, &[]);
-        let path = stream_path("rtspudpin", index);
-        let probe_udp = probe::spawn_probe(&server.rtsp_url(&path), RTSP_UDP);
-        let probe_rtmp = probe::spawn_probe(&server.rtmp_url(&path), &[]);
-        let decode_udp = probe::spawn_decode(&server.rtsp_url(&path), RTSP_UDP);
-        std::thread::sleep(PLAYERS_SETTLE);
-        let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), "udp");
-        let published = publisher.wait_timeout(PLAYER_DEADLINE);
-        assert!(
-            published.success(),
-            "{}: RTSP/UDP publish failed: {}\n{}",
-            binary.display(),
-            published.describe(),
-            server.log_text()
-        );
-        let tail = Duration::from_secs(8);
-        let what = |p: &str| format!("{} rtsp/udp publish, {p} player", binary.display());
-        assert_complete_via_rtp(
-            &what("rtsp/udp"),
-            &ProbeRun::from_finished(probe_udp.wait_timeout(tail)),
-            Clip::Camera,
-            Delivery::Rtsp,
-            Ingest::FfmpegRtsp,
-        );
-        assert_complete_via_rtp(
-            &what("rtmp"),
-            &ProbeRun::from_finished(probe_rtmp.wait_timeout(tail)),
-            Clip::Camera,
-            Delivery::Flv,
-            Ingest::FfmpegRtsp,
-        );
-        assert_decodes_via_rtp(
-            &what("rtsp/udp decode"),
-            &DecodeReport::from_finished(decode_udp.wait_timeout(tail)),
-            Clip::Camera,
-            Ingest::FfmpegRtsp,
-        );
+        for (transport, flag) in [("tcp", RTSP_TCP), ("udp", RTSP_UDP)] {
+            let server = Server::start(binary, &[]);
+            let path = stream_path(&format!("rtspin{transport}"), index);
+            let probe_rtsp = probe::spawn_probe(&server.rtsp_url(&path), flag);
+            let probe_rtmp = probe::spawn_probe(&server.rtmp_url(&path), &[]);
+            let probe_http = probe::spawn_probe(&server.http_url(&format!("{path}.flv")), &[]);
+            let decode_rtsp = probe::spawn_decode(&server.rtsp_url(&path), flag);
+            std::thread::sleep(PLAYERS_SETTLE);
+            let publisher = media::publish_rtsp(Clip::Camera, &server.rtsp_url(&path), transport);
+            let published = publisher.wait_timeout(PLAYER_DEADLINE);
+            assert!(
+                published.success(),
+                "{}: RTSP/{transport} publish failed: {}\n{}",
+                binary.display(),
+                published.describe(),
+                server.log_text()
+            );
+            let tail = Duration::from_secs(8);
+            let what =
+                |p: &str| format!("{} rtsp/{transport} publish, {p} player", binary.display());
+            let ingest = Ingest::FfmpegRtsp;
+            for (player, run, delivery) in [
+                (format!("rtsp/{transport}"), probe_rtsp, Delivery::Rtsp),
+                ("rtmp".to_string(), probe_rtmp, Delivery::Flv),
+                ("http-flv".to_string(), probe_http, Delivery::Flv),
+            ] {
+                let run = ProbeRun::from_finished(run.wait_timeout(tail));
+                assert_complete_via_rtp(&what(&player), &run, Clip::Camera, delivery, ingest);
+            }
+            assert_decodes_via_rtp(
+                &what(&format!("rtsp/{transport} decode")),
+                &DecodeReport::from_finished(decode_rtsp.wait_timeout(tail)),
+                Clip::Camera,
+                ingest,
+            );
+        }
     }
 }
 
