@@ -101,6 +101,7 @@ pub mod http;
 pub mod http_live;
 pub mod hub;
 pub mod latch;
+pub mod limit;
 pub mod media;
 pub mod outq;
 pub mod rtcp;
@@ -111,6 +112,7 @@ pub mod sdp;
 pub mod session;
 pub mod time;
 pub mod ts;
+pub mod wait;
 pub mod wire;
 
 pub use outq::OutQueue;

@@ -19,9 +19,7 @@ mod source;
 pub use gop::{GopCache, GopConfig};
 pub use key::{strip_query, KeyError, KeyPart, StreamKey, MAX_KEY_PART_LEN};
 pub use reader::{PushOutcome, ReaderLimits, ReaderQueue};
-pub use registry::{
-    HubConfig, PublishError, PublisherId, Registry, StreamEntry, WaitError, WaiterId,
-};
+pub use registry::{HubConfig, PublishError, PublisherId, Registry, StreamEntry};
 pub use source::{LocalSource, PushReport, ReaderKey};
 
 use crate::media::Media;

@@ -1,13 +1,13 @@
 //! The server-wide registry of live streams and of players waiting for a stream to start.
 
-use alloc::collections::{BTreeMap, BTreeSet};
-use alloc::vec::Vec;
+use alloc::collections::BTreeMap;
 use core::fmt;
 
 use super::gop::GopConfig;
 use super::key::StreamKey;
 use super::reader::ReaderLimits;
 use crate::time::Millis;
+use crate::wait::{WaitError, WaitLimits, WaitList, WaitStatus, WaiterId};
 
 /// Limits and timings of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +44,9 @@ impl Default for HubConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublisherId(pub u64);
 
-/// Identifies one player waiting for a stream to be published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WaiterId(pub u64);
-
 impl fmt::Display for PublisherId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "publisher#{}", self.0)
-    }
-}
-
-impl fmt::Display for WaiterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "waiter#{}", self.0)
     }
 }
 
@@ -80,36 +70,8 @@ pub enum PublishError {
     },
 }
 
-/// Why a player could not wait for a stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WaitError {
-    /// The stream is live: play it now instead of waiting.
-    #[error("wait for {key}: already live")]
-    AlreadyLive {
-        /// The stream.
-        key: StreamKey,
-    },
-    /// Too many players already wait for this stream.
-    #[error("wait for {key}: too many players waiting for it (limit {max})")]
-    TooManyForKey {
-        /// The stream.
-        key: StreamKey,
-        /// The limit.
-        max: usize,
-    },
-    /// Too many players wait for streams overall.
-    #[error("wait for {key}: too many players waiting (limit {max})")]
-    TooMany {
-        /// The stream.
-        key: StreamKey,
-        /// The limit.
-        max: usize,
-    },
-}
-
 /// A live stream in the registry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry<P> {
     id: PublisherId,
     handle: P,
@@ -133,26 +95,21 @@ impl<P> StreamEntry<P> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Waiter {
-    key: StreamKey,
-    deadline: Millis,
-}
-
 /// Which streams are live and who waits for which.
 ///
 /// `P` is the runtime's handle to a publisher (for instance a channel to its worker), cloned
 /// out by the runtime when a player is admitted. The registry is touched only on control
 /// events, so plain ordered maps are enough; every collection is bounded by [`HubConfig`].
+///
+/// A player that asks for a stream that is not live waits ([`Registry::wait_for`]) and looks
+/// with [`Registry::poll_wait`] whenever it is woken: when the stream is published (the
+/// runtime wakes the waiters [`Registry::publish`] names) and at its deadline.
 #[derive(Debug)]
 pub struct Registry<P> {
     config: HubConfig,
     streams: BTreeMap<StreamKey, StreamEntry<P>>,
-    waiters: BTreeMap<WaiterId, Waiter>,
-    waiting_by_key: BTreeMap<StreamKey, Vec<WaiterId>>,
-    deadlines: BTreeSet<(Millis, WaiterId)>,
+    waits: WaitList,
     next_publisher: u64,
-    next_waiter: u64,
 }
 
 impl<P: Clone> Registry<P> {
@@ -161,11 +118,11 @@ impl<P: Clone> Registry<P> {
         Self {
             config,
             streams: BTreeMap::new(),
-            waiters: BTreeMap::new(),
-            waiting_by_key: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            waits: WaitList::new(WaitLimits {
+                max_per_key: config.max_waiters_per_key,
+                max_total: config.max_waiters,
+            }),
             next_publisher: 0,
-            next_waiter: 0,
         }
     }
 
@@ -177,14 +134,14 @@ impl<P: Clone> Registry<P> {
     /// Registers `handle` as the publisher of `key`.
     ///
     /// A name already live is refused: the first publisher keeps it. On success, returns the
-    /// new publish's id and the players that were waiting for this stream (in the order they
-    /// started waiting), which the runtime now starts; they are no longer waiters.
+    /// new publish's id and the players waiting for this stream (in the order they started
+    /// waiting): wake them, and each finds the stream with [`Registry::poll_wait`].
     pub fn publish(
         &mut self,
         key: StreamKey,
         handle: P,
         now: Millis,
-    ) -> Result<(PublisherId, Vec<WaiterId>), PublishError> {
+    ) -> Result<(PublisherId, &[WaiterId]), PublishError> {
         if self.streams.contains_key(&key) {
             return Err(PublishError::AlreadyPublishing { key });
         }
@@ -196,21 +153,15 @@ impl<P: Clone> Registry<P> {
         }
         let id = PublisherId(self.next_publisher);
         self.next_publisher += 1;
-        let released = self.waiting_by_key.remove(&key).unwrap_or_default();
-        for waiter_id in &released {
-            if let Some(waiter) = self.waiters.remove(waiter_id) {
-                self.deadlines.remove(&(waiter.deadline, *waiter_id));
-            }
-        }
         self.streams.insert(
-            key,
+            key.clone(),
             StreamEntry {
                 id,
                 handle,
                 since: now,
             },
         );
-        Ok((id, released))
+        Ok((id, self.waits.waiting_for(&key)))
     }
 
     /// Removes the stream if `id` is its current publish; false otherwise (a stale publisher
@@ -236,79 +187,33 @@ impl<P: Clone> Registry<P> {
     }
 
     /// Registers a player waiting for `key` to be published, until `now + timeout_ms`
-    /// (usually [`HubConfig::play_wait_ms`]).
+    /// (usually [`HubConfig::play_wait_ms`]), which is returned with its id: look again with
+    /// [`Registry::poll_wait`] when woken, and at that deadline at the latest. A stream that
+    /// is live already is refused with [`WaitError::AlreadyLive`]: play it.
     pub fn wait_for(
         &mut self,
         key: StreamKey,
         now: Millis,
         timeout_ms: u64,
-    ) -> Result<WaiterId, WaitError> {
+    ) -> Result<(WaiterId, Millis), WaitError> {
         if self.streams.contains_key(&key) {
             return Err(WaitError::AlreadyLive { key });
         }
-        let for_key = self.waiting_by_key.get(&key).map_or(0, Vec::len);
-        if for_key >= self.config.max_waiters_per_key {
-            return Err(WaitError::TooManyForKey {
-                key,
-                max: self.config.max_waiters_per_key,
-            });
-        }
-        if self.waiters.len() >= self.config.max_waiters {
-            return Err(WaitError::TooMany {
-                key,
-                max: self.config.max_waiters,
-            });
-        }
-        let id = WaiterId(self.next_waiter);
-        self.next_waiter += 1;
         let deadline = now + timeout_ms;
-        self.waiting_by_key.entry(key.clone()).or_default().push(id);
-        self.deadlines.insert((deadline, id));
-        self.waiters.insert(id, Waiter { key, deadline });
-        Ok(id)
+        self.waits.add(key, deadline).map(|id| (id, deadline))
+    }
+
+    /// What waiting player `id` finds at `now`: its stream live (it stops waiting and plays
+    /// the publish it is given), still pending until a deadline, or expired (it stops
+    /// waiting: answer with the protocol's "stream not found").
+    pub fn poll_wait(&mut self, id: WaiterId, now: Millis) -> WaitStatus<StreamEntry<P>> {
+        let streams = &self.streams;
+        self.waits.poll(id, now, |key| streams.get(key).cloned())
     }
 
     /// Stops a player waiting (it went away); false if it was not waiting.
     pub fn cancel_wait(&mut self, id: WaiterId) -> bool {
-        let Some(waiter) = self.waiters.remove(&id) else {
-            return false;
-        };
-        self.deadlines.remove(&(waiter.deadline, id));
-        if let Some(ids) = self.waiting_by_key.get_mut(&waiter.key) {
-            ids.retain(|other| *other != id);
-            if ids.is_empty() {
-                self.waiting_by_key.remove(&waiter.key);
-            }
-        }
-        true
-    }
-
-    /// The earliest waiter deadline, when [`Registry::handle_timeout`] should next run.
-    pub fn poll_timeout(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
-    }
-
-    /// Removes and returns the waiters whose deadline is at or before `now`, earliest first;
-    /// the runtime answers each with its protocol's "stream not found".
-    pub fn handle_timeout(&mut self, now: Millis) -> Vec<(WaiterId, StreamKey)> {
-        let mut expired = Vec::new();
-        while let Some(&(deadline, id)) = self.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            let Some(waiter) = self.waiters.remove(&id) else {
-                continue;
-            };
-            if let Some(ids) = self.waiting_by_key.get_mut(&waiter.key) {
-                ids.retain(|other| *other != id);
-                if ids.is_empty() {
-                    self.waiting_by_key.remove(&waiter.key);
-                }
-            }
-            expired.push((id, waiter.key));
-        }
-        expired
+        self.waits.cancel(id)
     }
 
     /// The live streams, in key order.
@@ -323,7 +228,7 @@ impl<P: Clone> Registry<P> {
 
     /// How many players are waiting for a stream.
     pub fn waiter_count(&self) -> usize {
-        self.waiters.len()
+        self.waits.len()
     }
 }
 
@@ -331,6 +236,7 @@ impl<P: Clone> Registry<P> {
 mod tests {
     use super::*;
     use alloc::vec;
+    use alloc::vec::Vec;
     use proptest::prelude::*;
 
     fn key(name: &str) -> StreamKey {
@@ -352,7 +258,7 @@ mod tests {
         let (first, waiters) = hub.publish(key("a"), "one", Millis(5)).unwrap();
         assert!(waiters.is_empty());
         assert_eq!(
-            hub.publish(key("a"), "two", Millis(6)),
+            hub.publish(key("a"), "two", Millis(6)).map(|(id, _)| id),
             Err(PublishError::AlreadyPublishing { key: key("a") })
         );
         assert_eq!(hub.lookup(&key("a")), Some(&"one"));
@@ -389,30 +295,50 @@ mod tests {
     }
 
     #[test]
-    fn play_before_publish_releases_waiters() {
+    fn play_before_publish_wakes_waiters_who_then_find_the_stream() {
         let mut hub = registry();
-        let w1 = hub.wait_for(key("a"), Millis(0), 10_000).unwrap();
-        let w2 = hub.wait_for(key("a"), Millis(1), 10_000).unwrap();
-        let other = hub.wait_for(key("b"), Millis(2), 10_000).unwrap();
-        assert_eq!(hub.poll_timeout(), Some(Millis(10_000)));
-        let (_, released) = hub.publish(key("a"), "a", Millis(3)).unwrap();
-        assert_eq!(released, vec![w1, w2]);
-        assert_eq!(hub.waiter_count(), 1);
-        assert_eq!(hub.poll_timeout(), Some(Millis(10_002)));
+        let (w1, deadline) = hub.wait_for(key("a"), Millis(0), 10_000).unwrap();
+        assert_eq!(deadline, Millis(10_000));
+        let (w2, _) = hub.wait_for(key("a"), Millis(1), 10_000).unwrap();
+        let (other, _) = hub.wait_for(key("b"), Millis(2), 10_000).unwrap();
+        let (id, woken) = hub.publish(key("a"), "a", Millis(3)).unwrap();
+        assert_eq!(woken, &[w1, w2]);
+        match hub.poll_wait(w1, Millis(4)) {
+            WaitStatus::Ready(entry) => assert_eq!((entry.publisher(), *entry.handle()), (id, "a")),
+            status => panic!("{status:?}"),
+        }
+        assert_eq!(hub.waiter_count(), 2);
         assert!(matches!(
             hub.wait_for(key("a"), Millis(4), 10),
             Err(WaitError::AlreadyLive { .. })
         ));
-        assert_eq!(hub.handle_timeout(Millis(10_001)), vec![]);
-        assert_eq!(hub.handle_timeout(Millis(10_002)), vec![(other, key("b"))]);
-        assert_eq!(hub.poll_timeout(), None);
+        // Published and gone again before w2 looked: it keeps waiting until its deadline.
+        assert!(hub.unpublish(&key("a"), id));
+        assert_eq!(
+            hub.poll_wait(w2, Millis(5)),
+            WaitStatus::Pending {
+                deadline: Millis(10_001)
+            }
+        );
+        assert_eq!(
+            hub.poll_wait(w2, Millis(10_001)),
+            WaitStatus::Expired { key: key("a") }
+        );
+        assert_eq!(
+            hub.poll_wait(other, Millis(10_001)),
+            WaitStatus::Pending {
+                deadline: Millis(10_002)
+            }
+        );
+        assert!(hub.cancel_wait(other));
         assert!(!hub.cancel_wait(w1));
+        assert_eq!(hub.waiter_count(), 0);
     }
 
     #[test]
-    fn waiter_limits_and_cancel() {
+    fn waiter_limits() {
         let mut hub = registry();
-        let w1 = hub.wait_for(key("a"), Millis(0), 100).unwrap();
+        hub.wait_for(key("a"), Millis(0), 100).unwrap();
         hub.wait_for(key("a"), Millis(0), 100).unwrap();
         assert!(matches!(
             hub.wait_for(key("a"), Millis(0), 100),
@@ -423,10 +349,6 @@ mod tests {
             hub.wait_for(key("c"), Millis(0), 100),
             Err(WaitError::TooMany { max: 3, .. })
         ));
-        assert!(hub.cancel_wait(w1));
-        assert!(!hub.cancel_wait(w1));
-        hub.wait_for(key("c"), Millis(0), 100).unwrap();
-        assert_eq!(hub.poll_timeout(), Some(Millis(50)));
     }
 
     /// Operations on the registry; indices pick from what has been issued so far.
@@ -436,6 +358,7 @@ mod tests {
         Unpublish(u8, usize),
         Wait(u8, u64),
         Cancel(usize),
+        Poll(usize),
         Advance(u64),
     }
 
@@ -445,6 +368,7 @@ mod tests {
             3 => (0u8..4, any::<usize>()).prop_map(|(k, i)| Op::Unpublish(k, i)),
             4 => (0u8..4, 0u64..50).prop_map(|(k, t)| Op::Wait(k, t)),
             2 => any::<usize>().prop_map(Op::Cancel),
+            4 => any::<usize>().prop_map(Op::Poll),
             3 => (0u64..40).prop_map(Op::Advance),
         ]
     }
@@ -474,30 +398,24 @@ mod tests {
             let mut now = 0u64;
             let mut publishers: Vec<(u8, PublisherId)> = Vec::new();
             let mut issued: Vec<WaiterId> = Vec::new();
-            // How each waiter left: by publish or by timeout (cancelled ones are forgotten).
-            let mut released: BTreeMap<WaiterId, &'static str> = BTreeMap::new();
             let name = |k: u8| key(["a", "b", "c", "d"][usize::from(k)]);
 
             for op in ops {
                 match op {
                     Op::Publish(k) => {
-                        let result = hub.publish(name(k), k, Millis(now));
+                        let result = hub.publish(name(k), k, Millis(now)).map(|(id, w)| (id, w.to_vec()));
                         if model.live.contains_key(&k) {
                             prop_assert_eq!(result, Err(PublishError::AlreadyPublishing { key: name(k) }));
                         } else if model.live.len() >= config.max_streams {
                             let is_limit = matches!(result, Err(PublishError::TooManyStreams { .. }));
                             prop_assert!(is_limit);
                         } else {
-                            let (id, waiters) = result.unwrap();
+                            let (id, woken) = result.unwrap();
                             model.live.insert(k, id);
                             publishers.push((k, id));
                             let expected: Vec<WaiterId> = model.pending.iter()
                                 .filter(|(_, (wk, _))| *wk == k).map(|(id, _)| *id).collect();
-                            prop_assert_eq!(&waiters, &expected);
-                            for id in waiters {
-                                model.pending.remove(&id);
-                                prop_assert!(released.insert(id, "publish").is_none());
-                            }
+                            prop_assert_eq!(&woken, &expected);
                         }
                     }
                     Op::Unpublish(k, i) => {
@@ -522,7 +440,8 @@ mod tests {
                             let is_limit = matches!(result, Err(WaitError::TooMany { .. }));
                             prop_assert!(is_limit);
                         } else {
-                            let id = result.unwrap();
+                            let (id, deadline) = result.unwrap();
+                            prop_assert_eq!(deadline, Millis(now + timeout));
                             prop_assert!(!issued.contains(&id));
                             issued.push(id);
                             model.pending.insert(id, (k, now + timeout));
@@ -534,36 +453,37 @@ mod tests {
                             prop_assert_eq!(hub.cancel_wait(id), expected);
                         }
                     }
-                    Op::Advance(ms) => {
-                        now += ms;
-                        let mut expired = hub.handle_timeout(Millis(now));
-                        expired.sort();
-                        let expected: Vec<(WaiterId, StreamKey)> = model.pending.iter()
-                            .filter(|(_, (_, deadline))| *deadline <= now)
-                            .map(|(id, (k, _))| (*id, name(*k))).collect();
-                        prop_assert_eq!(&expired, &expected);
-                        for (id, _) in expired {
-                            model.pending.remove(&id);
-                            prop_assert!(released.insert(id, "timeout").is_none());
+                    Op::Poll(i) => {
+                        if let Some(&id) = issued.get(i % issued.len().max(1)) {
+                            let status = hub.poll_wait(id, Millis(now));
+                            match model.pending.get(&id).copied() {
+                                None => prop_assert_eq!(status, WaitStatus::Unknown),
+                                Some((k, deadline)) => match model.live.get(&k) {
+                                    Some(live) => {
+                                        let publisher = match &status {
+                                            WaitStatus::Ready(entry) => Some(entry.publisher()),
+                                            _ => None,
+                                        };
+                                        prop_assert_eq!(publisher, Some(*live));
+                                        model.pending.remove(&id);
+                                    }
+                                    None if now >= deadline => {
+                                        prop_assert_eq!(status, WaitStatus::Expired { key: name(k) });
+                                        model.pending.remove(&id);
+                                    }
+                                    None => prop_assert_eq!(status, WaitStatus::Pending { deadline: Millis(deadline) }),
+                                },
+                            }
                         }
                     }
+                    Op::Advance(ms) => now += ms,
                 }
                 prop_assert_eq!(hub.stream_count(), model.live.len());
                 prop_assert_eq!(hub.waiter_count(), model.pending.len());
-                prop_assert_eq!(hub.poll_timeout(), model.pending.values().map(|(_, d)| Millis(*d)).min());
                 for k in 0..4u8 {
                     prop_assert_eq!(hub.lookup(&name(k)).copied(), model.live.get(&k).map(|_| k));
                 }
             }
-
-            // Every waiter still pending is released exactly once by a final timeout.
-            let rest = hub.handle_timeout(Millis(u64::MAX));
-            prop_assert_eq!(rest.len(), model.pending.len());
-            for (id, _) in rest {
-                prop_assert!(released.insert(id, "timeout").is_none());
-            }
-            prop_assert_eq!(hub.waiter_count(), 0);
-            prop_assert_eq!(hub.poll_timeout(), None);
         }
     }
 }

@@ -14,10 +14,12 @@ use mediakit_core::datagram::UdpChannel;
 use mediakit_core::hls::HlsResource;
 use mediakit_core::http::{playlist_resource, segment_resource};
 use mediakit_core::http_live::HttpLiveSession;
-use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamKey, WaiterId};
+use mediakit_core::hub::{PublishError, PublisherId, ReaderKey, StreamEntry, StreamKey};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
 use mediakit_core::rtsp::server::{RtspServerConfig, RtspServerSession};
 use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
+use mediakit_core::wait::{WaitStatus, WaiterId};
+use mediakit_core::Millis;
 
 use super::fanout::Source;
 use super::hls::HlsPublisher;
@@ -106,7 +108,7 @@ enum Role {
     Waiting {
         key: StreamKey,
         waiter: WaiterId,
-        deadline: Instant,
+        deadline: Millis,
     },
 }
 
@@ -223,7 +225,7 @@ async fn drive<R: Runtime, S: LiveSession>(
             .poll_timeout()
             .map(|at| worker.shared.instant_of(at));
         let wait_deadline = match (&conn.role, &conn.playlist_wait) {
-            (Role::Waiting { deadline, .. }, _) => Some(*deadline),
+            (Role::Waiting { deadline, .. }, _) => Some(worker.shared.instant_of(*deadline)),
             (_, Some(wait)) => Some(wait.deadline.min(Instant::now() + PLAYLIST_POLL)),
             _ => None,
         };
@@ -290,14 +292,14 @@ async fn drive<R: Runtime, S: LiveSession>(
             Wakeup::Writable(Ok(())) => {}
             Wakeup::Notified => {
                 conn.receive_datagrams(false);
-                conn.on_notified();
+                conn.poll_wait();
             }
             Wakeup::Deadline => {
                 // A fired timer stays ready until reset.
                 armed = None;
                 conn.session.handle_timeout(worker.shared.now());
                 if wait_deadline.is_some_and(|at| Instant::now() >= at) {
-                    conn.expire_wait();
+                    conn.poll_wait();
                     conn.look_for_playlist();
                 }
             }
@@ -437,8 +439,9 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
             PublisherHandle { worker: worker.id },
             shared.now(),
         ) {
-            Ok((id, released)) => {
-                shared.wake_waiters(&mut control, released);
+            Ok((id, woken)) => {
+                let woken: Vec<WaiterId> = woken.to_vec();
+                shared.wake_waiters(&mut control, woken);
                 drop(control);
                 let source = Source::new(id, worker.id, worker.new_source_state());
                 worker.sources.borrow_mut().insert(id, Rc::clone(&source));
@@ -466,55 +469,24 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
 
     /// Attaches to a live stream, or waits for it to be published.
     fn start_play(&mut self, key: StreamKey) {
-        let wait_ms = self.worker.shared.hub.play_wait_ms;
-        if !self.attach_if_live(&key) {
-            self.wait_for(key, Instant::now() + Duration::from_millis(wait_ms));
-        }
-    }
-
-    /// Starts playing `key` if it is live; false if it is not.
-    fn attach_if_live(&mut self, key: &StreamKey) -> bool {
-        let live = self
-            .worker
-            .shared
-            .control()
-            .registry
-            .entry(key)
-            .map(|entry| (entry.publisher(), *entry.handle()));
-        let Some((id, handle)) = live else {
-            return false;
-        };
-        let source = self.worker.source_for_player(id, handle.worker);
-        let reader = source.add_reader(Rc::clone(&self.wake));
-        self.session.accept_play();
-        tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "playing");
-        self.role = Role::Playing {
-            key: key.clone(),
-            reader,
-            source,
-        };
-        true
-    }
-
-    /// Registers as a player waiting for `key` until `deadline`.
-    fn wait_for(&mut self, key: StreamKey, deadline: Instant) {
         let (peer, proto) = (self.peer, self.proto);
         let worker = Rc::clone(&self.worker);
-        let remaining = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as u64;
+        let wait_ms = worker.shared.hub.play_wait_ms;
         let mut control = worker.shared.control();
+        let live = control.registry.entry(&key).cloned();
+        if let Some(entry) = live {
+            drop(control);
+            return self.attach(key, &entry);
+        }
         match control
             .registry
-            .wait_for(key.clone(), worker.shared.now(), remaining)
+            .wait_for(key.clone(), worker.shared.now(), wait_ms)
         {
-            Ok(waiter) => {
+            Ok((waiter, deadline)) => {
                 control.waiters.insert(waiter, worker.id);
                 drop(control);
                 worker.wait_here(waiter, Rc::clone(&self.wake));
-                if matches!(self.role, Role::Idle) {
-                    tracing::info!(%peer, proto, stream = %key, wait_ms = remaining, "waiting for publisher");
-                }
+                tracing::info!(%peer, proto, stream = %key, wait_ms, "waiting for publisher");
                 self.role = Role::Waiting {
                     key,
                     waiter,
@@ -523,38 +495,57 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
             }
             Err(error) => {
                 drop(control);
-                // Published between our look and our wait: play it.
-                if !self.attach_if_live(&key) {
-                    tracing::warn!(%peer, proto, stream = %key, "play refused: {error}");
-                    self.role = Role::Idle;
-                    self.session.reject(Rejection::Unavailable);
-                }
+                tracing::warn!(%peer, proto, stream = %key, "play refused: {error}");
+                self.session.reject(Rejection::Unavailable);
             }
         }
     }
 
-    /// A wake-up while waiting: the stream may be live now.
-    fn on_notified(&mut self) {
-        let Role::Waiting { key, deadline, .. } = &self.role else {
-            return;
+    /// Starts playing the publish `entry` of `key`.
+    fn attach(&mut self, key: StreamKey, entry: &StreamEntry<PublisherHandle>) {
+        let source = self
+            .worker
+            .source_for_player(entry.publisher(), entry.handle().worker);
+        let reader = source.add_reader(Rc::clone(&self.wake));
+        self.session.accept_play();
+        tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "playing");
+        self.role = Role::Playing {
+            key,
+            reader,
+            source,
         };
-        let (key, deadline) = (key.clone(), *deadline);
-        self.leave_role();
-        if !self.attach_if_live(&key) {
-            // Published and gone again before we looked: keep waiting until the deadline.
-            self.wait_for(key, deadline);
-        }
     }
 
-    fn expire_wait(&mut self) {
-        let Role::Waiting { key, .. } = &self.role else {
+    /// A wake-up while waiting (the stream may be live, or the deadline passed): the
+    /// registry says which.
+    fn poll_wait(&mut self) {
+        let Role::Waiting { key, waiter, .. } = &self.role else {
             return;
         };
-        let key = key.clone();
-        self.leave_role();
-        if !self.attach_if_live(&key) {
-            tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "play refused: not published in time");
-            self.session.reject(Rejection::NotFound);
+        let (key, waiter) = (key.clone(), *waiter);
+        let worker = Rc::clone(&self.worker);
+        let mut control = worker.shared.control();
+        let status = control.registry.poll_wait(waiter, worker.shared.now());
+        match status {
+            WaitStatus::Pending { deadline } => {
+                if let Role::Waiting { deadline: at, .. } = &mut self.role {
+                    *at = deadline;
+                }
+                return;
+            }
+            WaitStatus::Ready(_) | WaitStatus::Expired { .. } | WaitStatus::Unknown => {
+                control.waiters.remove(&waiter);
+            }
+        }
+        drop(control);
+        worker.stop_waiting(waiter);
+        self.role = Role::Idle;
+        match status {
+            WaitStatus::Ready(entry) => self.attach(key, &entry),
+            _ => {
+                tracing::info!(peer = %self.peer, proto = self.proto, stream = %key, "play refused: not published in time");
+                self.session.reject(Rejection::NotFound);
+            }
         }
     }
 

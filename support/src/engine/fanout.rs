@@ -8,8 +8,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mediakit_core::hub::{LocalSource, PublisherId, PushReport, ReaderKey, WaiterId};
+use mediakit_core::hub::{LocalSource, PublisherId, PushReport, ReaderKey};
 use mediakit_core::media::{Media, MediaKind};
+use mediakit_core::wait::WaiterId;
 
 use super::notify::LocalNotify;
 use super::shared::{ForwardError, Shared};

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use mediakit_core::hub::{HubConfig, Registry, WaiterId};
+use mediakit_core::hub::{HubConfig, Registry};
+use mediakit_core::wait::WaiterId;
 use mediakit_core::Millis;
 
 use super::fanout::{WorkerMsg, INBOX_MEDIA_CAPACITY};
@@ -106,7 +107,7 @@ impl Shared {
         released: impl IntoIterator<Item = WaiterId>,
     ) {
         for waiter in released {
-            if let Some(worker) = control.waiters.remove(&waiter) {
+            if let Some(&worker) = control.waiters.get(&waiter) {
                 self.send(worker, WorkerMsg::WakeWaiter { waiter });
             }
         }

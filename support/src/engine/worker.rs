@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mediakit_core::datagram::UdpChannel;
-use mediakit_core::hub::{LocalSource, PublisherId, ReaderKey, WaiterId};
+use mediakit_core::hub::{LocalSource, PublisherId, ReaderKey};
+use mediakit_core::wait::WaiterId;
 
 use super::connection::{self, Protocol};
 use super::fanout::{Source, SourceState, WorkerMsg};
