@@ -1,5 +1,5 @@
 //! RTP over UDP: what one `sendmsg` per datagram (the engine's way, through
-//! `mediakit_support::socket::send_datagram`) costs against `sendmmsg` batches of 64, for the
+//! `mediakit_server::socket::send_datagram`) costs against `sendmmsg` batches of 64, for the
 //! same 1000 gathered datagrams (12-byte RTP header, 2-byte FU header, 1400-byte payload
 //! slice) sent on loopback to a socket nobody reads (the kernel drops what overflows, so the
 //! sender's cost is what is measured).
@@ -8,7 +8,7 @@ use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mediakit_support::socket::send_datagram;
+use mediakit_server::socket::send_datagram;
 use socket2::SockRef;
 
 const DATAGRAMS: usize = 1000;

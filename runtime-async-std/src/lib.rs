@@ -1,4 +1,4 @@
-//! The async-std adapter: how mediakit's engine (in `mediakit-support`) runs on async-std.
+//! The async-std adapter: how mediakit's engine (in `mediakit-server`) runs on async-std.
 //!
 //! async-std's runtime is built from `async-io` (the reactor and timers) and
 //! `async-executor`. Its public API has what we need to drive a thread (`task::block_on`) but
@@ -20,18 +20,19 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
-use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, DatagramSocket, Runtime, Timer as EngineTimer};
-use mediakit_support::socket::{send_queue, DatagramSender};
+use mediakit_core::{Millis, OutQueue};
+use mediakit_server::clock;
+use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer as EngineTimer};
+use mediakit_server::socket::{self, send_queue, DatagramSender};
 use socket2::SockRef;
 
-pub use mediakit_support::engine::Server;
+pub use mediakit_server::engine::Server;
 
 /// Bytes read per non-blocking read.
 const READ_SIZE: usize = 16 * 1024;
@@ -51,6 +52,10 @@ impl Runtime for AsyncStd {
     type Sleep = Sleep;
     type Datagram = Udp;
 
+    fn now() -> Millis {
+        clock::now()
+    }
+
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let executor = Rc::new(LocalExecutor::new());
         EXECUTOR.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&executor)));
@@ -67,16 +72,16 @@ impl Runtime for AsyncStd {
         });
     }
 
-    fn sleep_until(deadline: Instant) -> Sleep {
-        Sleep(Timer::at(deadline))
+    fn sleep_until(deadline: Millis) -> Sleep {
+        Sleep(Timer::at(clock::instant_at(deadline)))
     }
 
-    fn listener(listener: TcpListener) -> io::Result<Async<TcpListener>> {
-        Async::new(listener)
+    fn bind_listener(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
+        Async::new(socket::reuseport_listener(addr)?)
     }
 
-    fn datagram(socket: UdpSocket) -> io::Result<Udp> {
-        Async::new(socket).map(Udp)
+    fn bind_datagram(addr: SocketAddr) -> io::Result<Udp> {
+        Async::new(socket::udp_socket(addr)?).map(Udp)
     }
 
     async fn accept(listener: &Async<TcpListener>) -> io::Result<(Stream, SocketAddr)> {
@@ -90,8 +95,8 @@ impl Runtime for AsyncStd {
 pub struct Sleep(Timer);
 
 impl EngineTimer for Sleep {
-    fn reset(&mut self, deadline: Instant) {
-        self.0.set_at(deadline);
+    fn reset(&mut self, deadline: Millis) {
+        self.0.set_at(clock::instant_at(deadline));
     }
 }
 
@@ -128,8 +133,12 @@ impl Connection for Stream {
         send_queue(SockRef::from(self.0.get_ref()), queue, more)
     }
 
-    fn socket(&self) -> SockRef<'_> {
-        SockRef::from(self.0.get_ref())
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.0.get_ref().set_nodelay(nodelay)
+    }
+
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        socket::set_keepalive(SockRef::from(self.0.get_ref()), idle)
     }
 }
 
@@ -157,5 +166,9 @@ impl DatagramSocket for Udp {
         peer: IpAddr,
     ) -> io::Result<usize> {
         sender.send(SockRef::from(self.0.get_ref()), batch, peer)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
     }
 }

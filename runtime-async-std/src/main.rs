@@ -1,5 +1,5 @@
 //! `mediakit-async-std`: the live streaming server on async-std.
 
 fn main() -> std::process::ExitCode {
-    mediakit_support::engine::run_main::<mediakit_async_std::AsyncStd>("mediakit-async-std")
+    mediakit_server::engine::run_main::<mediakit_async_std::AsyncStd>("mediakit-async-std")
 }

@@ -1,4 +1,4 @@
-//! The tokio adapter: how mediakit's engine (in `mediakit-support`) runs on tokio.
+//! The tokio adapter: how mediakit's engine (in `mediakit-server`) runs on tokio.
 //!
 //! Each worker thread runs a current-thread runtime with a `LocalSet`, so sessions are
 //! `!Send` and never move between threads. Everything else (workers, connections, fan-out,
@@ -9,18 +9,19 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
-use mediakit_core::OutQueue;
-use mediakit_support::engine::{Connection, DatagramSocket, Runtime, Timer};
-use mediakit_support::socket::{send_queue, DatagramSender};
+use mediakit_core::{Millis, OutQueue};
+use mediakit_server::clock;
+use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer};
+use mediakit_server::socket::{self, send_queue, DatagramSender};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-pub use mediakit_support::engine::Server;
+pub use mediakit_server::engine::Server;
 
 /// Runs the engine on tokio current-thread runtimes.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,10 @@ impl Runtime for Tokio {
     type Stream = Stream;
     type Sleep = Sleep;
     type Datagram = Udp;
+
+    fn now() -> Millis {
+        clock::now()
+    }
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -44,16 +49,18 @@ impl Runtime for Tokio {
         drop(tokio::task::spawn_local(task));
     }
 
-    fn sleep_until(deadline: Instant) -> Sleep {
-        Sleep(Box::pin(tokio::time::sleep_until(deadline.into())))
+    fn sleep_until(deadline: Millis) -> Sleep {
+        Sleep(Box::pin(tokio::time::sleep_until(
+            clock::instant_at(deadline).into(),
+        )))
     }
 
-    fn listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        TcpListener::from_std(listener)
+    fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::from_std(socket::reuseport_listener(addr)?)
     }
 
-    fn datagram(socket: std::net::UdpSocket) -> io::Result<Udp> {
-        UdpSocket::from_std(socket).map(Udp)
+    fn bind_datagram(addr: SocketAddr) -> io::Result<Udp> {
+        UdpSocket::from_std(socket::udp_socket(addr)?).map(Udp)
     }
 
     async fn accept(listener: &TcpListener) -> io::Result<(Stream, SocketAddr)> {
@@ -74,8 +81,8 @@ impl Future for Sleep {
 }
 
 impl Timer for Sleep {
-    fn reset(&mut self, deadline: Instant) {
-        self.0.as_mut().reset(deadline.into());
+    fn reset(&mut self, deadline: Millis) {
+        self.0.as_mut().reset(clock::instant_at(deadline).into());
     }
 }
 
@@ -104,8 +111,12 @@ impl Connection for Stream {
         })
     }
 
-    fn socket(&self) -> SockRef<'_> {
-        SockRef::from(&self.0)
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.0.set_nodelay(nodelay)
+    }
+
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        socket::set_keepalive(SockRef::from(&self.0), idle)
     }
 }
 
@@ -136,5 +147,9 @@ impl DatagramSocket for Udp {
         self.0.try_io(Interest::WRITABLE, || {
             sender.send(SockRef::from(&self.0), batch, peer)
         })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
     }
 }

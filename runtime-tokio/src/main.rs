@@ -1,5 +1,5 @@
 //! `mediakit`: the live streaming server on tokio.
 
 fn main() -> std::process::ExitCode {
-    mediakit_support::engine::run_main::<mediakit_tokio::Tokio>("mediakit")
+    mediakit_server::engine::run_main::<mediakit_tokio::Tokio>("mediakit")
 }

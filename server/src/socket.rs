@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
 
 use mediakit_core::datagram::Datagram;
 use mediakit_core::OutQueue;
@@ -29,32 +30,32 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// so bursts (a keyframe to many players) must fit in it.
 const UDP_BUFFER_BYTES: usize = 4 << 20;
 
-/// Binds the first free even/odd pair of non-blocking UDP sockets (RTP, RTCP) on `ip` within
-/// the inclusive port range; `Ok(None)` if every pair is taken.
-pub fn rtp_socket_pair(
-    ip: IpAddr,
-    range: (u16, u16),
-) -> io::Result<Option<(UdpSocket, UdpSocket)>> {
-    let bind = |port: u16| -> io::Result<UdpSocket> {
-        let addr = SocketAddr::new(ip, port);
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_nonblocking(true)?;
-        // Best effort: the kernel caps these at its configured maximum.
-        let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-        let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-        socket.bind(&addr.into())?;
-        Ok(socket.into())
-    };
-    let first_even = range.0.saturating_add(range.0 % 2);
-    for rtp in (first_even..range.1).step_by(2) {
-        let Ok(rtp_socket) = bind(rtp) else { continue };
-        match bind(rtp + 1) {
-            Ok(rtcp_socket) => return Ok(Some((rtp_socket, rtcp_socket))),
-            Err(error) if error.kind() == io::ErrorKind::AddrInUse => continue,
-            Err(error) => return Err(error),
+/// Binds one non-blocking UDP socket (RTP or RTCP for RTSP over UDP) with large buffers.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    // Best effort: the kernel caps these at its configured maximum.
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// TCP keepalive on an accepted connection: probes start after `idle` without traffic, every
+/// ten seconds, and the kernel drops the connection after six unanswered ones. `None` turns
+/// them off.
+pub fn set_keepalive(socket: SockRef<'_>, idle: Option<Duration>) -> io::Result<()> {
+    match idle {
+        None => socket.set_keepalive(false),
+        Some(idle) => {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+            let keepalive = keepalive
+                .with_interval(Duration::from_secs(10))
+                .with_retries(6);
+            socket.set_tcp_keepalive(&keepalive)
         }
     }
-    Ok(None)
 }
 
 /// Most datagrams one [`DatagramSender::send`] carries.
@@ -174,12 +175,6 @@ pub fn send_datagram(
     socket.send_to_vectored(segments, &to.into())
 }
 
-/// The socket options of a connection for its phase: `TCP_NODELAY` on during setup for a
-/// fast start, off once media flows so the kernel can fill segments.
-pub fn set_nodelay(socket: SockRef<'_>, nodelay: bool) -> io::Result<()> {
-    socket.set_nodelay(nodelay)
-}
-
 /// Writes as much of `queue` as the socket takes in one vectored send of up to [`IOV_MAX`]
 /// segments, and advances the queue by what was written.
 ///
@@ -235,18 +230,11 @@ mod tests {
     use std::net::TcpStream;
 
     #[test]
-    fn rtp_pairs_are_even_odd_and_skip_taken_ports() {
+    fn gathered_datagrams_arrive_whole_singly_and_in_batches() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        // Find a free range by binding a first pair anywhere in a high range.
-        let (rtp, rtcp) = rtp_socket_pair(ip, (41_001, 41_999)).unwrap().unwrap();
+        let rtp = udp_socket(SocketAddr::new(ip, 0)).unwrap();
+        let rtcp = udp_socket(SocketAddr::new(ip, 0)).unwrap();
         let first = rtp.local_addr().unwrap().port();
-        assert_eq!(first % 2, 0);
-        assert_eq!(rtcp.local_addr().unwrap().port(), first + 1);
-        // The same range again gives the next pair, not the taken one.
-        let (next, _) = rtp_socket_pair(ip, (first, 41_999)).unwrap().unwrap();
-        assert!(next.local_addr().unwrap().port() > first + 1);
-        // A range holding only the taken pair has nothing left.
-        assert!(rtp_socket_pair(ip, (first, first + 1)).unwrap().is_none());
         // A gathered datagram arrives whole.
         let segments = [IoSlice::new(b"head"), IoSlice::new(b"-body")];
         let to = rtcp.local_addr().unwrap();

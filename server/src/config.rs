@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
+use mediakit_core::admission::AdmissionConfig;
+use mediakit_core::guard::GuardConfig;
 use mediakit_core::hub::HubConfig;
 use serde::Deserialize;
 
@@ -81,6 +83,9 @@ pub struct Hls {
     /// How long the playlist of a stream whose publisher stopped is kept (and a restart under
     /// the same name continues it), in milliseconds.
     pub linger_ms: u64,
+    /// Bytes of segments kept for all streams together, live and lingering; lingering
+    /// streams are forgotten first, oldest first, then a stream trims its oldest segments.
+    pub max_total_bytes: usize,
     /// Also write segments and playlists under this directory.
     pub dir: Option<PathBuf>,
 }
@@ -93,6 +98,7 @@ impl Default for Hls {
             window: 5,
             max_stream_bytes: 128 << 20,
             linger_ms: 60_000,
+            max_total_bytes: 1 << 30,
             dir: None,
         }
     }
@@ -108,9 +114,22 @@ pub struct General {
     pub bind: IpAddr,
     /// Log filter.
     pub log: String,
-    /// Most connections closed with an error that are logged per second per worker; the rest
-    /// are counted and summarised, so hostile clients cannot flood the log.
+    /// Most lines about misbehaving peers (errors, refusals, scans) logged per second per
+    /// worker; the rest are counted and summarised, so hostile clients cannot flood the log.
     pub error_logs_per_second: u32,
+    /// Most connections open at once, all protocols together; more are closed at accept.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address; 0 for no per-address limit.
+    pub max_connections_per_ip: usize,
+    /// A connection whose queued output makes no progress for this long (its peer stopped
+    /// reading) is closed, in milliseconds; also the most a closing connection lingers.
+    pub send_timeout_ms: u64,
+    /// A connection with more than this many bytes queued for its peer is not read until
+    /// it drains, so no client can make the server queue replies without bound.
+    pub max_output_backlog_bytes: usize,
+    /// TCP keepalive probes on accepted connections after this many idle seconds; 0 turns
+    /// them off.
+    pub tcp_keepalive_secs: u64,
 }
 
 /// `[rtmp]`
@@ -123,8 +142,12 @@ pub struct Rtmp {
     pub chunk_size: u32,
     /// Largest message a peer may declare, in bytes.
     pub max_message_bytes: u32,
-    /// Close a session that sends nothing for this long during setup, in milliseconds.
+    /// Close a connection that is not publishing or playing this long after it connected
+    /// (or stopped publishing or playing), in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Close a publisher that sends no media for this long, in milliseconds (pings and
+    /// other control messages do not count).
+    pub publish_idle_timeout_ms: u64,
 }
 
 /// `[http]`
@@ -133,6 +156,9 @@ pub struct Rtmp {
 pub struct Http {
     /// Port; 0 disables HTTP.
     pub port: u16,
+    /// Close a connection that has not sent a whole request head this long after it
+    /// connected (slow or silent clients), in milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 /// `[rtsp]`
@@ -145,6 +171,9 @@ pub struct Rtsp {
     /// port pair in it (RTP on the even port, RTCP on the next). `[0, 0]` serves RTSP over TCP
     /// only.
     pub rtp_port_range: [u16; 2],
+    /// Close a session with no request for this long (a publisher: no media), in
+    /// milliseconds; announced to clients in the `Session` header.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for Rtsp {
@@ -152,6 +181,7 @@ impl Default for Rtsp {
         Self {
             port: 8554,
             rtp_port_range: [30_000, 30_999],
+            session_timeout_ms: 60_000,
         }
     }
 }
@@ -190,6 +220,11 @@ impl Default for General {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             log: "info".into(),
             error_logs_per_second: 20,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            send_timeout_ms: 15_000,
+            max_output_backlog_bytes: 1 << 20,
+            tcp_keepalive_secs: 60,
         }
     }
 }
@@ -201,13 +236,17 @@ impl Default for Rtmp {
             chunk_size: 60_000,
             max_message_bytes: 8 << 20,
             handshake_timeout_ms: 15_000,
+            publish_idle_timeout_ms: 20_000,
         }
     }
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Self { port: 8080 }
+        Self {
+            port: 8080,
+            request_timeout_ms: 15_000,
+        }
     }
 }
 
@@ -266,17 +305,68 @@ impl ServerConfig {
         if config.server.workers == 0 {
             config.server.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
-        if !(128..=0xFF_FFFF).contains(&config.rtmp.chunk_size) {
-            return Err(format!(
-                "rtmp.chunk_size {} is outside 128..=16777215",
-                config.rtmp.chunk_size
-            ));
-        }
-        let [first, last] = config.rtsp.rtp_port_range;
-        if first > last {
-            return Err(format!("rtsp.rtp_port_range {first}-{last} is empty"));
-        }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks every value against the range the server can honour, so a typo is a clear
+    /// error at start rather than a panic or a server that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        /// The longest timeout or wait accepted: a day.
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        /// The smallest byte budget that still holds a keyframe of a small stream.
+        const MIN_BUDGET: u64 = 64 * 1024;
+        let usize_ = |value: usize| value as u64;
+        let checks: [(&str, u64, u64, u64); 25] = [
+            ("server.workers", usize_(self.server.workers), 1, 1024),
+            ("server.error_logs_per_second", u64::from(self.server.error_logs_per_second), 0, 100_000),
+            ("server.max_connections", usize_(self.server.max_connections), 1, 10_000_000),
+            ("server.max_connections_per_ip", usize_(self.server.max_connections_per_ip), 0, 10_000_000),
+            ("server.send_timeout_ms", self.server.send_timeout_ms, 100, DAY_MS),
+            ("server.max_output_backlog_bytes", usize_(self.server.max_output_backlog_bytes), MIN_BUDGET, 1 << 30),
+            ("server.tcp_keepalive_secs", self.server.tcp_keepalive_secs, 0, 24 * 3600),
+            ("rtmp.chunk_size", u64::from(self.rtmp.chunk_size), 128, 0xFF_FFFF),
+            ("rtmp.max_message_bytes", u64::from(self.rtmp.max_message_bytes), 1024, 64 << 20),
+            ("rtmp.handshake_timeout_ms", self.rtmp.handshake_timeout_ms, 100, DAY_MS),
+            ("rtmp.publish_idle_timeout_ms", self.rtmp.publish_idle_timeout_ms, 100, DAY_MS),
+            ("http.request_timeout_ms", self.http.request_timeout_ms, 100, DAY_MS),
+            ("rtsp.session_timeout_ms", self.rtsp.session_timeout_ms, 1_000, DAY_MS),
+            ("hls.target_duration_ms", self.hls.target_duration_ms, 100, 600_000),
+            ("hls.window", usize_(self.hls.window), 1, 1_000),
+            ("hls.max_stream_bytes", usize_(self.hls.max_stream_bytes), MIN_BUDGET, 1 << 40),
+            ("hls.max_total_bytes", usize_(self.hls.max_total_bytes), MIN_BUDGET, 1 << 40),
+            ("hls.linger_ms", self.hls.linger_ms, 0, DAY_MS),
+            ("hub.play_wait_ms", self.hub.play_wait_ms, 0, DAY_MS),
+            ("hub.gop_max_frames", usize_(self.hub.gop_max_frames), 1, 1 << 20),
+            ("hub.gop_max_bytes", usize_(self.hub.gop_max_bytes), MIN_BUDGET, 1 << 32),
+            ("hub.reader_max_items", usize_(self.hub.reader_max_items), 1, 1 << 20),
+            ("hub.reader_max_bytes", usize_(self.hub.reader_max_bytes), MIN_BUDGET, 1 << 32),
+            ("hub.reader_max_overflows", u64::from(self.hub.reader_max_overflows), 1, 1_000),
+            ("rtsp.rtp_port_range[0]", u64::from(self.rtsp.rtp_port_range[0]), 0, u64::from(self.rtsp.rtp_port_range[1])),
+        ];
+        for (name, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The core's per-connection defences from this configuration.
+    pub fn guard_config(&self) -> GuardConfig {
+        GuardConfig {
+            send_timeout_ms: self.server.send_timeout_ms,
+            max_output_backlog: self.server.max_output_backlog_bytes,
+            ..GuardConfig::default()
+        }
+    }
+
+    /// The core's connection limits from this configuration.
+    pub fn admission_config(&self) -> AdmissionConfig {
+        AdmissionConfig {
+            max_connections: self.server.max_connections,
+            max_connections_per_ip: self.server.max_connections_per_ip,
+        }
     }
 
     /// The inclusive UDP port range for RTP over UDP, if RTSP serves UDP.
@@ -398,8 +488,28 @@ mod tests {
             Some((40_000, 40_009))
         );
         assert_eq!(parse("0-0").unwrap().rtp_ports(), None);
-        assert!(parse("9-8").unwrap_err().contains("empty"));
+        assert!(parse("9-8").unwrap_err().contains("rtp_port_range"));
         assert!(Cli::try_parse_from(["mediakit", "--rtp-port-range", "x"]).is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_are_clear_errors_not_panics() {
+        let load = |toml: &str| -> Result<ServerConfig, String> {
+            let config: ServerConfig = toml::from_str(toml).map_err(|e| e.to_string())?;
+            config.validate().map(|()| config)
+        };
+        let error = load("[server]\nsend_timeout_ms = 18446744073709551615\nworkers = 1\n")
+            .unwrap_err();
+        assert!(error.contains("server.send_timeout_ms"), "{error}");
+        let error = load("[hub]\nplay_wait_ms = 99999999999\n[server]\nworkers = 1\n").unwrap_err();
+        assert!(error.contains("hub.play_wait_ms"), "{error}");
+        let error = load("[server]\nmax_connections = 0\nworkers = 1\n").unwrap_err();
+        assert!(error.contains("server.max_connections"), "{error}");
+        assert!(load("[server]\nworkers = 1\n").is_ok());
+        // Every default is in range.
+        let mut defaults = ServerConfig::default();
+        defaults.server.workers = 1;
+        assert_eq!(defaults.validate(), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! One worker's state: the streams it holds (origins and mirrors), the connections it runs,
+//! the requests of its connections waiting for something, and how it answers the messages
+//! other workers send it.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mediakit_core::hub::{LocalSource, PublisherId, ReaderKey};
+use mediakit_core::limit::{LogDecision, LogGate};
+use mediakit_core::wait::WaiterId;
+
+use super::fanout::{Source, SourceState};
+use super::inbox::WorkerMsg;
+use super::notify::LocalNotify;
+use super::runtime::Runtime;
+use super::shared::Shared;
+use super::stats::WorkerStats;
+use super::udp::{ConnectionId, UdpPorts};
+
+/// A worker's thread-local state, shared by its tasks through `Rc`.
+#[derive(Debug)]
+pub struct Worker<R: Runtime> {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    /// Sources this worker holds, origin or mirror, by publication.
+    pub sources: RefCell<HashMap<PublisherId, Rc<Source>>>,
+    /// Lines about misbehaving peers, bounded per second.
+    log_gate: RefCell<LogGate>,
+    /// This worker's RTP/RTCP sockets, when RTSP serves UDP.
+    pub udp: OnceCell<Rc<UdpPorts<R>>>,
+    /// Every live connection's wake-up, so shutdown reaches them all.
+    connections: RefCell<HashMap<ConnectionId, Rc<LocalNotify>>>,
+    next_connection: Cell<ConnectionId>,
+    /// Players waiting for a stream to be published, by their registry waiter id.
+    waiting_players: RefCell<HashMap<WaiterId, Rc<LocalNotify>>>,
+    /// HLS playlist requests waiting for a first segment, by their catalog waiter id.
+    waiting_playlists: RefCell<HashMap<WaiterId, Rc<LocalNotify>>>,
+    /// Wakes the task that ends HLS lingers when a publisher on this worker stops.
+    pub hls_housekeeping: LocalNotify,
+    stopping: Cell<bool>,
+    pub stopped: LocalNotify,
+    runtime: PhantomData<R>,
+}
+
+/// Which kind of waiting request a waiter id belongs to (the registry and the HLS catalog
+/// number their waiters independently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Player,
+    Playlist,
+}
+
+impl<R: Runtime> Worker<R> {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let log_gate = LogGate::new(shared.config.server.error_logs_per_second);
+        Self {
+            id,
+            shared,
+            sources: RefCell::new(HashMap::new()),
+            log_gate: RefCell::new(log_gate),
+            udp: OnceCell::new(),
+            connections: RefCell::new(HashMap::new()),
+            next_connection: Cell::new(1),
+            waiting_players: RefCell::new(HashMap::new()),
+            waiting_playlists: RefCell::new(HashMap::new()),
+            hls_housekeeping: LocalNotify::new(),
+            stopping: Cell::new(false),
+            stopped: LocalNotify::new(),
+            runtime: PhantomData,
+        }
+    }
+
+    /// This worker's statistics.
+    pub fn stats(&self) -> Option<&WorkerStats> {
+        self.shared.stats_of(self.id)
+    }
+
+    /// Whether a line about a misbehaving peer may be logged now (bounded per second; the
+    /// first line after a quiet spell says how many were dropped).
+    pub fn log_allowed(&self) -> bool {
+        match self.log_gate.borrow_mut().check(R::now()) {
+            LogDecision::Log { suppressed_before } => {
+                if suppressed_before > 0 {
+                    tracing::warn!(
+                        worker = self.id,
+                        suppressed = suppressed_before,
+                        "log lines about misbehaving peers suppressed"
+                    );
+                }
+                true
+            }
+            LogDecision::Suppress => false,
+        }
+    }
+
+    /// The source a player on this worker reads `publication` from: the origin if it is
+    /// here, else a mirror, created (and subscribed at the origin) on first use.
+    pub fn source_for_player(&self, publication: PublisherId, origin: usize) -> Rc<Source> {
+        if let Some(source) = self.sources.borrow().get(&publication) {
+            return Rc::clone(source);
+        }
+        let source = Source::new(publication, origin, self.new_source_state());
+        self.sources
+            .borrow_mut()
+            .insert(publication, Rc::clone(&source));
+        self.shared.send(
+            origin,
+            WorkerMsg::Subscribe {
+                publication,
+                from: self.id,
+            },
+        );
+        source
+    }
+
+    /// Fresh per-stream state with the configured GOP and player queue limits.
+    pub fn new_source_state(&self) -> SourceState {
+        LocalSource::new(self.shared.hub.gop, self.shared.hub.reader)
+    }
+
+    /// Detaches a player; a mirror with no players left unsubscribes from its origin.
+    pub fn release_player(&self, source: &Source, reader: ReaderKey) {
+        source.remove_reader(reader);
+        if source.origin != self.id && source.reader_count() == 0 {
+            self.sources.borrow_mut().remove(&source.publication);
+            let message = WorkerMsg::Unsubscribe {
+                publication: source.publication,
+                from: self.id,
+            };
+            self.shared.send(source.origin, message);
+        }
+    }
+
+    /// Registers a connection so shutdown can wake it; returns its id.
+    pub fn register_connection(&self, wake: Rc<LocalNotify>) -> ConnectionId {
+        let id = self.next_connection.get();
+        self.next_connection.set(id + 1);
+        self.connections.borrow_mut().insert(id, wake);
+        if let Some(stats) = self.stats() {
+            stats.connection(true);
+        }
+        id
+    }
+
+    pub fn forget_connection(&self, id: ConnectionId) {
+        if self.connections.borrow_mut().remove(&id).is_some() {
+            if let Some(stats) = self.stats() {
+                stats.connection(false);
+            }
+        }
+    }
+
+    /// How many connections this worker runs.
+    pub fn connection_count(&self) -> usize {
+        self.connections.borrow().len()
+    }
+
+    fn waiting(&self, kind: Waiting) -> &RefCell<HashMap<WaiterId, Rc<LocalNotify>>> {
+        match kind {
+            Waiting::Player => &self.waiting_players,
+            Waiting::Playlist => &self.waiting_playlists,
+        }
+    }
+
+    /// Remembers how to wake a request waiting here.
+    pub fn wait_here(&self, kind: Waiting, waiter: WaiterId, wake: Rc<LocalNotify>) {
+        self.waiting(kind).borrow_mut().insert(waiter, wake);
+    }
+
+    pub fn stop_waiting(&self, kind: Waiting, waiter: WaiterId) {
+        self.waiting(kind).borrow_mut().remove(&waiter);
+    }
+
+    fn wake_waiting(&self, kind: Waiting, waiter: WaiterId) {
+        if let Some(wake) = self.waiting(kind).borrow().get(&waiter) {
+            wake.notify();
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub fn handle_message(&self, message: WorkerMsg) {
+        match message {
+            WorkerMsg::Subscribe { publication, from } => {
+                let origin = self.sources.borrow().get(&publication).cloned();
+                match origin {
+                    Some(source) if source.origin == self.id => {
+                        source.subscribe(&self.shared, from)
+                    }
+                    _ => self.shared.send(from, WorkerMsg::Ended { publication }),
+                }
+            }
+            WorkerMsg::Unsubscribe { publication, from } => {
+                if let Some(source) = self.sources.borrow().get(&publication) {
+                    source.unsubscribe(from);
+                }
+            }
+            WorkerMsg::Snapshot { publication, items } => {
+                self.shared.media_received(self.id);
+                if let Some(source) = self.mirror(publication) {
+                    for item in &items {
+                        source.push_local(item);
+                    }
+                }
+            }
+            WorkerMsg::Media { publication, media } => {
+                self.shared.media_received(self.id);
+                if let Some(source) = self.mirror(publication) {
+                    source.push_local(&media);
+                }
+            }
+            WorkerMsg::Ended { publication } => {
+                if let Some(source) = self.mirror(publication) {
+                    self.sources.borrow_mut().remove(&publication);
+                    source.end(&self.shared);
+                }
+            }
+            WorkerMsg::WakePlayer { waiter } => self.wake_waiting(Waiting::Player, waiter),
+            WorkerMsg::WakePlaylist { waiter } => self.wake_waiting(Waiting::Playlist, waiter),
+            WorkerMsg::Stop => {
+                self.stopping.set(true);
+                for wake in self.connections.borrow().values() {
+                    wake.notify();
+                }
+                self.hls_housekeeping.notify();
+                self.stopped.notify();
+            }
+        }
+    }
+
+    fn mirror(&self, publication: PublisherId) -> Option<Rc<Source>> {
+        self.sources
+            .borrow()
+            .get(&publication)
+            .filter(|source| source.origin != self.id)
+            .cloned()
+    }
+}
