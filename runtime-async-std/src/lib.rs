@@ -27,7 +27,7 @@ use async_io::{Async, Timer};
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
 use mediakit_core::{Millis, OutQueue};
-use mediakit_server::clock;
+use mediakit_server::{clock, seed};
 use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer as EngineTimer};
 use mediakit_server::socket::{self, send_queue, DatagramSender};
 use socket2::SockRef;
@@ -54,6 +54,10 @@ impl Runtime for AsyncStd {
 
     fn now() -> Millis {
         clock::now()
+    }
+
+    fn seed() -> u64 {
+        seed::fresh()
     }
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {

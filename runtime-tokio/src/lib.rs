@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
 use mediakit_core::{Millis, OutQueue};
-use mediakit_server::clock;
+use mediakit_server::{clock, seed};
 use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer};
 use mediakit_server::socket::{self, send_queue, DatagramSender};
 use socket2::SockRef;
@@ -35,6 +35,10 @@ impl Runtime for Tokio {
 
     fn now() -> Millis {
         clock::now()
+    }
+
+    fn seed() -> u64 {
+        seed::fresh()
     }
 
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()> {

@@ -8,12 +8,14 @@
 //!   budgets, who may connect) is a state transition in `mediakit-core` with time passed in.
 //! - [`config`]: embedded defaults, a TOML file, flags, and their validation.
 //! - [`socket`]: socket setup and vectored sends for the real runtimes.
-//! - [`clock`]: the one real-time clock the real runtimes read.
+//! - [`clock`] and [`seed`]: the one real-time clock and the session seeds the real runtimes
+//!   hand the engine.
 //! - [`logging`]: the log subscriber.
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod logging;
+pub mod seed;
 pub mod socket;
 
 pub use config::{Cli, ServerConfig};

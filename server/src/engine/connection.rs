@@ -93,7 +93,7 @@ pub async fn serve<R: Runtime>(
                 setup_timeout_ms: rtmp.handshake_timeout_ms,
                 publish_idle_timeout_ms: rtmp.publish_idle_timeout_ms,
             };
-            let session = RtmpServerSession::new(session_config, now, random_seed(&peer));
+            let session = RtmpServerSession::new(session_config, now, R::seed());
             drive(worker, stream, peer, protocol, session).await
         }
         Protocol::Http => {
@@ -106,23 +106,10 @@ pub async fn serve<R: Runtime>(
                 session_timeout_ms: config.rtsp.session_timeout_ms,
                 ..RtspServerConfig::default()
             };
-            let session = RtspServerSession::new(session_config, now, random_seed(&peer));
+            let session = RtspServerSession::new(session_config, now, R::seed());
             drive(worker, stream, peer, protocol, session).await
         }
     }
-}
-
-/// Handshake randomness: the digest handshake needs unpredictable bytes but not secrecy, so a
-/// hash keyed by the std `RandomState` (random per process) of the peer and the time suffices.
-fn random_seed(peer: &SocketAddr) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write(peer.to_string().as_bytes());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.finish()
 }
 
 /// What the connection is doing in the hub.

@@ -31,6 +31,8 @@ pub trait Runtime: 'static {
 
     /// The server's one clock: milliseconds since its epoch, the same on every worker.
     fn now() -> Millis;
+    /// An unpredictable seed for a new session (handshake bytes, session ids, SSRCs).
+    fn seed() -> u64;
     /// Runs `main` to completion on a fresh single-threaded executor on the current thread;
     /// tasks spawned with [`Runtime::spawn_local`] meanwhile run on it too.
     fn run_worker(main: Pin<Box<dyn Future<Output = ()>>>) -> io::Result<()>;
