@@ -96,6 +96,7 @@ extern crate std;
 pub mod amf0;
 pub mod datagram;
 pub mod flv;
+pub mod guard;
 pub mod hls;
 pub mod http;
 pub mod http_live;
