@@ -93,6 +93,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod admission;
 pub mod amf0;
 pub mod datagram;
 pub mod flv;
