@@ -93,9 +93,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod admission;
 pub mod amf0;
 pub mod datagram;
 pub mod flv;
+pub mod guard;
 pub mod hls;
 pub mod http;
 pub mod http_live;
