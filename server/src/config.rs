@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use mediakit_core::admission::AdmissionConfig;
 use mediakit_core::guard::GuardConfig;
+use mediakit_core::hls::CatalogConfig;
 use mediakit_core::hub::HubConfig;
 use serde::Deserialize;
 
@@ -350,6 +351,17 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The core's HLS catalog settings from `[hls]`.
+    pub fn hls_catalog_config(&self) -> CatalogConfig {
+        let mut catalog = CatalogConfig::default();
+        catalog.segmenter.target_duration_ms = self.hls.target_duration_ms;
+        catalog.segmenter.window = self.hls.window;
+        catalog.segmenter.max_stream_bytes = self.hls.max_stream_bytes;
+        catalog.linger_ms = self.hls.linger_ms;
+        catalog.max_total_bytes = self.hls.max_total_bytes;
+        catalog
     }
 
     /// The core's per-connection defences from this configuration.

@@ -56,7 +56,7 @@ impl Shared {
         let hub = config.hub_config();
         let stats = senders.iter().map(|_| WorkerStats::default()).collect();
         Self {
-            hls: Hls::new(&config.hls),
+            hls: Hls::new(&config),
             guard: config.guard_config(),
             admission: Mutex::new(Admission::new(config.admission_config())),
             control: Mutex::new(Control {
