@@ -166,8 +166,8 @@ impl RtmpServerSession {
         match header.type_id {
             type_id if ControlMessage::is_control(type_id) => {
                 // The server has nothing to add to what the link answers itself.
-                self.link
-                    .handle_control(ControlMessage::parse(type_id, &message.payload)?)?;
+                let control = ControlMessage::parse(type_id, &message.payload)?;
+                self.link.handle_control(self.last_input, control)?;
                 Ok(())
             }
             types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
