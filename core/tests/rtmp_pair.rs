@@ -3,11 +3,12 @@
 
 use bytes::{Bytes, BytesMut};
 use mediakit_core::amf0::{self, Amf0Value};
+use mediakit_core::hub::StreamKey;
 use mediakit_core::media::TrackConfig;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, Metadata};
 use mediakit_core::rtmp::client::{ClientEvent, ClientMode, RtmpClientConfig, RtmpClientSession};
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
-use mediakit_core::session::{LiveSession, Rejection, SessionEvent};
+use mediakit_core::session::{LiveSession, Rejection, RequestKind, SessionEvent};
 use mediakit_core::{Millis, OutQueue};
 use proptest::prelude::*;
 
@@ -172,8 +173,8 @@ struct Hub {
 impl Hub {
     fn on_event(&mut self, server: &mut RtmpServerSession, event: &SessionEvent) {
         match event {
-            SessionEvent::PublishRequested { app, stream } => {
-                let key = format!("{app}/{stream}");
+            SessionEvent::PublishRequested { key } => {
+                let key = key.to_string();
                 if self.published.as_deref() == Some(&key) {
                     server.reject(Rejection::AlreadyPublishing);
                 } else {
@@ -181,8 +182,8 @@ impl Hub {
                     server.accept_publish();
                 }
             }
-            SessionEvent::PlayRequested { app, stream } => {
-                if self.published.as_deref() == Some(&format!("{app}/{stream}")) {
+            SessionEvent::PlayRequested { key } => {
+                if self.published.as_deref() == Some(&key.to_string()) {
                     server.accept_play();
                 } else {
                     server.reject(Rejection::NotFound);
@@ -287,8 +288,7 @@ fn publish_flow_delivers_media_to_the_server() {
     assert_eq!(
         pair.server_events,
         vec![SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     assert_eq!(pair.client_events, vec![ClientEvent::Publishing]);
@@ -331,8 +331,7 @@ fn play_flow_receives_what_the_server_sends_then_the_end() {
     assert_eq!(
         pair.server_events,
         vec![SessionEvent::PlayRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     assert_eq!(pair.client_events, vec![ClientEvent::Playing]);
@@ -463,6 +462,72 @@ fn player_idle_timeout_counts_from_the_last_input() {
     );
 }
 
+#[test]
+fn bad_stream_names_are_refused_by_the_server_session() {
+    let long = "x".repeat(200);
+    let cases = [
+        (
+            ClientMode::Publish,
+            "a b",
+            RequestKind::Publish,
+            "NetStream.Publish.BadName",
+        ),
+        (
+            ClientMode::Publish,
+            long.as_str(),
+            RequestKind::Publish,
+            "NetStream.Publish.BadName",
+        ),
+        (
+            ClientMode::Play,
+            "..",
+            RequestKind::Play,
+            "NetStream.Play.StreamNotFound",
+        ),
+        (
+            ClientMode::Play,
+            "?token=1",
+            RequestKind::Play,
+            "NetStream.Play.StreamNotFound",
+        ),
+    ];
+    for (mode, stream, kind, code) in cases {
+        let mut hub = Hub::default();
+        let pair = Pair::settled(
+            client_config(mode, stream),
+            RtmpServerConfig::default(),
+            &mut hub,
+        );
+        match pair.server_events.as_slice() {
+            [SessionEvent::BadStreamName { request, .. }, SessionEvent::Closed { .. }] => {
+                assert_eq!(*request, kind, "{stream}");
+            }
+            other => panic!("{stream}: {other:?}"),
+        }
+        assert!(
+            matches!(
+                pair.client_events.first(),
+                Some(ClientEvent::Rejected { code: got, .. }) if got == code
+            ),
+            "{stream}: {:?}",
+            pair.client_events
+        );
+    }
+    // An application name that is no key part is refused the same way.
+    let config = RtmpClientConfig::new(ClientMode::Publish, "", "cam", "rtmp://localhost/");
+    let pair = Pair::settled(config, RtmpServerConfig::default(), &mut Hub::default());
+    assert!(matches!(
+        pair.server_events.as_slice(),
+        [
+            SessionEvent::BadStreamName {
+                request: RequestKind::Publish,
+                ..
+            },
+            SessionEvent::Closed { .. }
+        ]
+    ));
+}
+
 /// A valid client handshake and connect, as the bytes a server reads first.
 fn client_preamble() -> Vec<u8> {
     let pair = Pair::settled(
@@ -533,6 +598,8 @@ proptest! {
             }
         }
         if let Some(error) = failed {
+            // Nothing of the peer's choosing makes the log line long.
+            prop_assert!(error.to_string().len() < 160, "{}", error);
             prop_assert_eq!(server.handle_input(Millis(2), &mut BytesMut::new()), Err(error));
         }
     }

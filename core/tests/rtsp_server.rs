@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mediakit_core::datagram::UdpChannel;
+use mediakit_core::hub::StreamKey;
 use mediakit_core::media::nal::to_length_prefixed;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, TrackConfig};
 use mediakit_core::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
@@ -17,7 +18,7 @@ use mediakit_core::rtsp::{
     Input, Method, Request, Response, RtpInfo, RtspDecoder, RtspServerConfig, RtspServerSession,
 };
 use mediakit_core::sdp::{SdpCodec, SessionDescription};
-use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
+use mediakit_core::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use mediakit_core::Millis;
 use proptest::prelude::*;
 
@@ -367,8 +368,7 @@ fn publish_flow_gives_configs_then_the_frames_sent() {
     assert_eq!(
         events,
         [SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     // Nothing is answered or read on until the server decides.
@@ -680,8 +680,7 @@ fn ffmpeg_publish_capture_replays() {
     assert_eq!(
         events,
         [SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "x".into()
+            key: StreamKey::parse("live", "x").unwrap()
         }]
     );
     session.accept_publish();
@@ -761,8 +760,7 @@ impl Player {
         assert_eq!(
             events,
             [SessionEvent::PlayRequested {
-                app: "live".into(),
-                stream: "cam".into()
+                key: StreamKey::parse("live", "cam").unwrap()
             }]
         );
         session.accept_play();
@@ -1301,5 +1299,75 @@ proptest! {
         }
         s.handle_input(Millis(1), &mut wire).unwrap();
         events(&mut s);
+    }
+}
+
+#[test]
+fn bad_stream_names_are_answered_400_by_the_session() {
+    let long = "x".repeat(200);
+    let cases = [
+        (
+            Method::Describe,
+            "rtsp://h/live/a/b".to_string(),
+            RequestKind::Play,
+        ),
+        (
+            Method::Describe,
+            "rtsp://h/live".to_string(),
+            RequestKind::Play,
+        ),
+        (
+            Method::Describe,
+            format!("rtsp://h/live/{long}"),
+            RequestKind::Play,
+        ),
+        (
+            Method::Announce,
+            "rtsp://h/live/a..b".to_string(),
+            RequestKind::Publish,
+        ),
+        (
+            Method::Announce,
+            "rtsp://h/".to_string(),
+            RequestKind::Publish,
+        ),
+    ];
+    for (method, url, kind) in cases {
+        let mut s = session();
+        let mut wire = if method == Method::Announce {
+            let sdp = SessionDescription::from_tracks(&[avc()], "test").to_string();
+            encode(&request(method, &url, 1).body(Bytes::from(sdp)))
+        } else {
+            encode(&request(method, &url, 1))
+        };
+        // A request pipelined behind it is not answered: the session is over.
+        wire.put(encode(&request(Method::Options, URL, 2)));
+        let events = feed(&mut s, 0, &wire);
+        match events.as_slice() {
+            [SessionEvent::BadStreamName { request, .. }, SessionEvent::Closed { .. }] => {
+                assert_eq!(*request, kind, "{url}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+        let items = output(&mut s);
+        assert_eq!(statuses(&items), [(400, Some(1))], "{url}");
+        assert_eq!(
+            responses(&items)[0].reason,
+            "Bad Request (invalid stream name)"
+        );
+    }
+}
+
+proptest! {
+    /// Whatever a peer sends, the error that ends the session prints no text of its choosing.
+    #[test]
+    fn errors_print_bounded_lines(
+        junk in proptest::collection::vec(any::<u8>(), 0..3_000),
+    ) {
+        let mut s = session();
+        let mut input = BytesMut::from(&junk[..]);
+        if let Err(error) = s.handle_input(Millis(0), &mut input) {
+            prop_assert!(error.to_string().len() < 160, "{}", error);
+        }
     }
 }

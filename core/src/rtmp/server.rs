@@ -5,7 +5,9 @@
 //! The session asks the server before it accepts anything: a `publish` becomes
 //! [`SessionEvent::PublishRequested`], a `play` becomes [`SessionEvent::PlayRequested`], and
 //! the answer comes back through [`LiveSession::accept_publish`], [`LiveSession::accept_play`]
-//! or [`LiveSession::reject`], which send the `onStatus` replies clients wait for.
+//! or [`LiveSession::reject`], which send the `onStatus` replies clients wait for. A name that
+//! is not a valid [`StreamKey`] is refused by the session itself
+//! ([`SessionEvent::BadStreamName`]).
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -21,10 +23,11 @@ use super::message::{types, BandwidthLimit, ControlMessage, MessageError, UserCo
 use super::Message;
 use crate::amf0::Amf0Value;
 use crate::flv::FlvError;
+use crate::hub::StreamKey;
 use crate::latch::Latch;
 use crate::media::Media;
 use crate::outq::OutQueue;
-use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use crate::time::Millis;
 
 /// The acknowledgement window and peer bandwidth we announce.
@@ -101,7 +104,8 @@ pub struct RtmpServerSession {
     link: ChunkLink,
     events: VecDeque<SessionEvent>,
     app: Option<String>,
-    stream_name: String,
+    /// The stream of the current (or last) publish or play.
+    key: Option<StreamKey>,
     next_stream_id: u32,
     mode: Mode,
     started: Millis,
@@ -127,7 +131,7 @@ impl RtmpServerSession {
             stage: Stage::Handshake(ServerHandshake::from_seed(random, now.0 as u32)),
             events: VecDeque::new(),
             app: None,
-            stream_name: String::new(),
+            key: None,
             next_stream_id: 1,
             mode: Mode::Idle,
             started: now,
@@ -231,16 +235,25 @@ impl RtmpServerSession {
                     .first_string_arg()
                     .map(strip_query)
                     .unwrap_or_default();
-                self.stream_name = name.to_string();
-                let stream = self.stream_name.clone();
-                if command.name == "publish" {
-                    self.mode = Mode::PublishPending { stream_id };
-                    self.events
-                        .push_back(SessionEvent::PublishRequested { app, stream });
+                let (request, mode) = if command.name == "publish" {
+                    (RequestKind::Publish, Mode::PublishPending { stream_id })
                 } else {
-                    self.mode = Mode::PlayPending { stream_id };
-                    self.events
-                        .push_back(SessionEvent::PlayRequested { app, stream });
+                    (RequestKind::Play, Mode::PlayPending { stream_id })
+                };
+                self.mode = mode;
+                match StreamKey::parse(&app, name) {
+                    Ok(key) => {
+                        self.key = Some(key.clone());
+                        self.events.push_back(match request {
+                            RequestKind::Publish => SessionEvent::PublishRequested { key },
+                            _ => SessionEvent::PlayRequested { key },
+                        });
+                    }
+                    Err(error) => {
+                        self.events
+                            .push_back(SessionEvent::BadStreamName { request, error });
+                        self.reject(Rejection::BadName);
+                    }
                 }
                 Ok(())
             }
@@ -352,6 +365,11 @@ impl RtmpServerSession {
         Ok(())
     }
 
+    /// The stream name for status descriptions.
+    fn stream_name(&self) -> &str {
+        self.key.as_ref().map_or("", StreamKey::stream)
+    }
+
     fn close(&mut self, reason: &'static str) {
         if !self.closed {
             self.closed = true;
@@ -369,7 +387,7 @@ impl RtmpServerSession {
     }
 
     fn accept_play_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
-        let description = alloc::format!("playing {}", self.stream_name);
+        let description = alloc::format!("playing {}", self.stream_name());
         self.user_control(UserControlEvent::StreamBegin { stream_id })?;
         self.status(stream_id, "status", "NetStream.Play.Reset", &description)?;
         self.status(stream_id, "status", "NetStream.Play.Start", &description)?;
@@ -389,7 +407,7 @@ impl RtmpServerSession {
     }
 
     fn end_of_stream_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
-        let description = alloc::format!("{} ended", self.stream_name);
+        let description = alloc::format!("{} ended", self.stream_name());
         self.status(
             stream_id,
             "status",
@@ -427,7 +445,7 @@ impl LiveSession for RtmpServerSession {
     fn accept_publish(&mut self) {
         if let Mode::PublishPending { stream_id } = self.mode {
             self.mode = Mode::Publishing { stream_id };
-            let description = alloc::format!("{} is now published", self.stream_name);
+            let description = alloc::format!("{} is now published", self.stream_name());
             let result = self
                 .user_control(UserControlEvent::StreamBegin { stream_id })
                 .and_then(|()| {

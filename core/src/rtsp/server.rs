@@ -16,7 +16,8 @@
 //! through [`LiveSession::handle_datagram`] once the runtime has routed the ports announced
 //! by [`SessionEvent::DatagramPortsAnnounced`]. Without a port pair, or for multicast, SETUP
 //! is answered `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE
-//! waits for the server are answered in order once it has.
+//! waits for the server are answered in order once it has. A stream path that is not a valid
+//! [`StreamKey`] is answered 400 by the session itself ([`SessionEvent::BadStreamName`]).
 //!
 //! Sender reports carry an NTP time, but the core has no wall clock: the NTP time of `now` is
 //! [`RtspServerConfig::ntp_epoch_offset_micros`] (the Unix time at which the caller's
@@ -34,6 +35,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
 use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
 use crate::datagram::{Datagram, DatagramQueue, UdpChannel};
+use crate::hub::StreamKey;
 use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
@@ -45,7 +47,7 @@ use crate::rtp::{
     VIDEO_CLOCK_RATE,
 };
 use crate::sdp::{MediaDescription, SdpCodec, SessionDescription};
-use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use crate::time::Millis;
 
 /// The methods the server answers, for `Public` in OPTIONS replies. GET_PARAMETER in this
@@ -566,18 +568,34 @@ impl RtspServerSession {
         self.ask_server(request, State::DescribeRequested);
     }
 
-    /// Holds `request` for the server's answer and asks for its stream.
+    /// Holds `request` for the server's answer and asks for its stream; a path that is not a
+    /// stream key is refused at once.
     fn ask_server(&mut self, request: Request, state: State) {
+        // `url_path` has already cut any query string.
         let path = url_path(&request.uri);
-        let (app, stream) = split_stream(path);
+        let (app, stream) = path.split_once('/').unwrap_or((path, ""));
+        let key = StreamKey::parse(app, stream);
         self.stream_path = String::from(path);
         self.state = state;
         self.pending = Some(request);
-        self.events.push_back(if state == State::DescribeRequested {
-            SessionEvent::PlayRequested { app, stream }
+        let kind = if state == State::DescribeRequested {
+            RequestKind::Play
         } else {
-            SessionEvent::PublishRequested { app, stream }
-        });
+            RequestKind::Publish
+        };
+        match key {
+            Ok(key) => self.events.push_back(match kind {
+                RequestKind::Play => SessionEvent::PlayRequested { key },
+                _ => SessionEvent::PublishRequested { key },
+            }),
+            Err(error) => {
+                self.events.push_back(SessionEvent::BadStreamName {
+                    request: kind,
+                    error,
+                });
+                self.reject(Rejection::BadName);
+            }
+        }
     }
 
     fn on_announce(&mut self, request: Request) {
@@ -1392,14 +1410,6 @@ fn base_url(uri: &str) -> String {
     base
 }
 
-/// `app` and `stream` (which may hold further slashes) of a stream path.
-fn split_stream(path: &str) -> (String, String) {
-    match path.split_once('/') {
-        Some((app, stream)) => (String::from(app), String::from(stream)),
-        None => (String::from(path), String::new()),
-    }
-}
-
 /// The track a SETUP URL path names: the one whose control resolves to it (preferring one not
 /// set up yet), else the number at the end of `trackID=N`-style controls other servers give.
 fn select_track<'a>(
@@ -1693,11 +1703,6 @@ mod tests {
         assert_eq!(url_path("rtsp://h"), "");
         assert_eq!(url_path("*"), "*");
         assert_eq!(base_url("rtsp://h/live/x?a=b"), "rtsp://h/live/x/");
-        assert_eq!(
-            split_stream("live/a/b"),
-            (String::from("live"), String::from("a/b"))
-        );
-        assert_eq!(split_stream("cam"), (String::from("cam"), String::new()));
     }
 
     #[test]

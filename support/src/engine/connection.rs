@@ -396,30 +396,18 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                     }
                 }
             }
-            SessionEvent::ResourceRequested { app, stream, name } => {
-                let Ok(key) = StreamKey::parse(&app, &stream) else {
-                    self.session.reject(Rejection::BadName);
-                    return;
-                };
-                self.serve_resource(key, &name);
-            }
-            SessionEvent::PublishRequested { app, stream } => {
-                let Ok(key) = StreamKey::parse(&app, &stream) else {
-                    tracing::warn!(%peer, proto, app, stream, "publish refused: bad stream name");
-                    self.session.reject(Rejection::BadName);
-                    return;
-                };
+            SessionEvent::ResourceRequested { key, name } => self.serve_resource(key, &name),
+            SessionEvent::PublishRequested { key } => {
                 self.leave_role();
                 self.start_publish(key);
             }
-            SessionEvent::PlayRequested { app, stream } => {
-                let Ok(key) = StreamKey::parse(&app, &stream) else {
-                    tracing::warn!(%peer, proto, app, stream, "play refused: bad stream name");
-                    self.session.reject(Rejection::BadName);
-                    return;
-                };
+            SessionEvent::PlayRequested { key } => {
                 self.leave_role();
                 self.start_play(key);
+            }
+            // The session has answered already; only the log line is left, rate-limited.
+            SessionEvent::BadStreamName { request, error } if log_allowed(&self.worker) => {
+                tracing::warn!(%peer, proto, %request, %error, "refused: bad stream name");
             }
             SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
             SessionEvent::DatagramPortsAnnounced { rtp, rtcp } => self.route_datagrams(rtp, rtcp),
