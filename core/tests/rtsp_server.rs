@@ -1302,6 +1302,102 @@ proptest! {
     }
 }
 
+/// A publisher over TCP, recording since time 0.
+fn recording() -> (RtspServerSession, Publisher) {
+    let mut s = session();
+    feed(&mut s, 0, &Publisher::setup_requests());
+    s.accept_publish();
+    assert_eq!(statuses(&output(&mut s)).len(), 4);
+    events(&mut s);
+    assert_eq!(s.phase(), Phase::Media);
+    (s, Publisher::new())
+}
+
+#[test]
+fn a_recording_session_sending_only_keepalives_times_out() {
+    let (mut s, publisher) = recording();
+    for at in (5_000..60_000).step_by(5_000) {
+        // GET_PARAMETER keep-alives, OPTIONS and sender reports are not media.
+        let mut wire =
+            encode(&request(Method::GetParameter, URL, 10).header("Session", "12345678"));
+        wire.put(encode(&request(Method::Options, URL, 11)));
+        wire.put(publisher.reports(0, 0));
+        feed(&mut s, at, &wire);
+        output(&mut s);
+        s.handle_timeout(Millis(at));
+        assert!(events(&mut s).is_empty());
+    }
+    s.handle_timeout(Millis(59_999));
+    assert!(events(&mut s).is_empty());
+    s.handle_timeout(Millis(60_000));
+    assert_eq!(
+        events(&mut s),
+        [
+            SessionEvent::PublishStopped,
+            SessionEvent::Closed {
+                reason: "session timeout"
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_recording_session_sending_rtp_does_not_time_out() {
+    let (mut s, mut publisher) = recording();
+    for (i, at) in (5_000..200_000).step_by(5_000).enumerate() {
+        let frame = video(i as i64 * 40, i == 0, i == 0, 20);
+        feed(&mut s, at, &publisher.rtp(&[frame]));
+        s.handle_timeout(Millis(at));
+        assert!(
+            !events(&mut s)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Closed { .. })),
+            "closed at {at}"
+        );
+        assert!(s.poll_timeout().unwrap() > Millis(at));
+    }
+    // Over UDP the same: RTP datagrams are progress.
+    let mut s = udp_session();
+    let setup = Publisher::setup_requests_with(|track| {
+        let port = CLIENT_PORT + track * 2;
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={port}-{};mode=record",
+            port + 1
+        )
+    });
+    let events_now = feed(&mut s, 0, &setup);
+    accept_all(&mut s, &events_now);
+    for _ in 0..2 {
+        let asked = events(&mut s);
+        accept_all(&mut s, &asked);
+    }
+    assert_eq!(s.phase(), Phase::Media);
+    let mut publisher = Publisher::new();
+    for (i, at) in (30_000..200_000).step_by(30_000).enumerate() {
+        let mut rtp = publisher.rtp(&[video(i as i64 * 40, i == 0, i == 0, 20)]);
+        let decoder = RtspDecoder::default();
+        while let Some(Input::Interleaved { payload, .. }) = decoder.decode(&mut rtp).unwrap() {
+            s.handle_datagram(Millis(at), UdpChannel::Rtp, CLIENT_PORT, payload);
+        }
+        s.handle_timeout(Millis(at));
+        assert!(
+            !events(&mut s)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Closed { .. })),
+            "closed at {at}"
+        );
+    }
+    // The last RTP came at 180 s: the session lasts until 60 s after it.
+    s.handle_timeout(Millis(239_999));
+    assert!(!events(&mut s)
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Closed { .. })));
+    s.handle_timeout(Millis(240_000));
+    assert!(events(&mut s).contains(&SessionEvent::Closed {
+        reason: "session timeout"
+    }));
+}
+
 #[test]
 fn bad_stream_names_are_answered_400_by_the_session() {
     let long = "x".repeat(200);

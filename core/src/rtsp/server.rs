@@ -19,6 +19,11 @@
 //! waits for the server are answered in order once it has. A stream path that is not a valid
 //! [`StreamKey`] is answered 400 by the session itself ([`SessionEvent::BadStreamName`]).
 //!
+//! A session ends after [`RtspServerConfig::session_timeout_ms`] without progress: RTP media
+//! for a publisher that is recording (its requests, keep-alives and RTCP do not count, so a
+//! publisher that stopped sending cannot hold its stream name), any request or RTCP for the
+//! others.
+//!
 //! Sender reports carry an NTP time, but the core has no wall clock: the NTP time of `now` is
 //! [`RtspServerConfig::ntp_epoch_offset_micros`] (the Unix time at which the caller's
 //! [`Millis`] clock read zero) plus `now`. With the default 0 the NTP times are relative,
@@ -78,8 +83,9 @@ pub struct RtspServerConfig {
     pub limits: RtspLimits,
     /// The most media sections an ANNOUNCE may describe.
     pub max_tracks: usize,
-    /// A session with no request and no interleaved data for this long is closed, in
-    /// milliseconds (announced to clients as `Session: id;timeout=`).
+    /// A session that makes no progress for this long is closed, in milliseconds (announced
+    /// to clients as `Session: id;timeout=`). Progress is RTP media for a recording
+    /// publisher, any request or RTCP for the others (see the module docs).
     pub session_timeout_ms: u64,
     /// A connection that has not sent DESCRIBE or ANNOUNCE by then is closed, in milliseconds.
     pub setup_timeout_ms: u64,
@@ -792,6 +798,8 @@ impl RtspServerSession {
             return self.respond(&reply(request, 455, "Method Not Valid in This State"));
         }
         self.state = State::Recording;
+        // From here only RTP counts as progress; the clock starts at RECORD.
+        self.last_activity = self.now;
         self.next_report = Some(self.now + self.config.sender_report_interval_ms);
         let response = self.with_session(reply(request, 200, "OK"));
         self.respond(&response);
@@ -1053,7 +1061,13 @@ impl RtspServerSession {
         });
         match found {
             Some((index, true)) => self.on_rtcp(index, &payload),
-            Some((index, false)) if self.state == State::Recording => self.on_rtp(index, &payload),
+            Some((index, false)) if self.state == State::Recording => {
+                // Media is a recording publisher's only progress (see the module docs).
+                if RtpPacket::parse(&payload).is_ok() {
+                    self.last_activity = self.now;
+                }
+                self.on_rtp(index, &payload);
+            }
             _ => {}
         }
     }
@@ -1509,7 +1523,10 @@ impl LiveSession for RtspServerSession {
     fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtspServerError> {
         self.failed.check()?;
         self.now = now;
-        self.last_activity = now;
+        if self.state != State::Recording {
+            // A request (or RTCP) is progress for every session but a recording one.
+            self.last_activity = now;
+        }
         if self.closed {
             input.clear();
             return Ok(());
@@ -1629,9 +1646,12 @@ impl LiveSession for RtspServerSession {
         if !known {
             return;
         }
-        // A player's receiver reports keep its session alive, as requests do.
+        // A player's receiver reports keep its session alive, as requests do; a recording
+        // publisher's RTP does so in `on_track_data`.
         self.now = now;
-        self.last_activity = now;
+        if self.state != State::Recording {
+            self.last_activity = now;
+        }
         self.on_track_data(from_port, true, payload);
     }
 
