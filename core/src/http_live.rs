@@ -248,7 +248,10 @@ impl LiveSession for HttpLiveSession {
                 "invalid stream name",
             ),
             Rejection::AlreadyPublishing => (Status::Conflict, "conflict\n", "conflict"),
-            Rejection::Unavailable => (Status::ServiceUnavailable, "unavailable\n", "unavailable"),
+            // Ports in use cannot concern HTTP; it is the server's refusal all the same.
+            Rejection::Unavailable | Rejection::PortsInUse => {
+                (Status::ServiceUnavailable, "unavailable\n", "unavailable")
+            }
         };
         self.respond_and_close(status, body, reason);
     }

@@ -63,9 +63,12 @@ pub enum SessionEvent {
     PublishStopped,
     /// The playing peer stopped playing (the connection may stay open).
     PlayStopped,
-    /// The peer will send datagrams from these ports at the connection's address (RTSP over
-    /// UDP): route what arrives from them to [`LiveSession::handle_datagram`].
-    DatagramPortsAnnounced {
+    /// The peer asks to exchange datagrams from these ports at the connection's address (an
+    /// RTSP SETUP over UDP), and its answer waits for the server's: route what arrives from
+    /// them to [`LiveSession::handle_datagram`] and answer with
+    /// [`LiveSession::accept_datagram_ports`], or refuse with
+    /// `reject(`[`Rejection::PortsInUse`]`)` when they are routed to another session.
+    DatagramPortsRequested {
         /// The peer's RTP port.
         rtp: u16,
         /// The peer's RTCP port.
@@ -112,6 +115,10 @@ pub enum Rejection {
     BadName,
     /// The server is at a configured limit.
     Unavailable,
+    /// The datagram ports of [`SessionEvent::DatagramPortsRequested`] are already routed to
+    /// another session (RTSP answers `461 Unsupported Transport`, and clients such as ffmpeg
+    /// then retry over TCP).
+    PortsInUse,
 }
 
 /// A document the server serves whole, in answer to [`SessionEvent::ResourceRequested`].
@@ -150,6 +157,9 @@ pub trait LiveSession {
     fn accept_play(&mut self);
     /// Refuses the pending request.
     fn reject(&mut self, why: Rejection);
+    /// Accepts the datagram ports of the pending [`SessionEvent::DatagramPortsRequested`]:
+    /// the server has routed them here. Protocols without datagrams ignore it.
+    fn accept_datagram_ports(&mut self) {}
     /// Answers the pending [`SessionEvent::ResourceRequested`] with the document. Protocols
     /// that never ask for resources ignore it.
     fn serve_resource(&mut self, resource: Resource) {

@@ -505,7 +505,9 @@ impl LiveSession for RtmpServerSession {
             (Mode::PublishPending { stream_id }, _) => {
                 (stream_id, "NetStream.Publish.Rejected", "publish rejected")
             }
-            (Mode::PlayPending { stream_id }, Rejection::Unavailable) => {
+            // Ports in use cannot concern a play over RTMP; it is the server's refusal all
+            // the same.
+            (Mode::PlayPending { stream_id }, Rejection::Unavailable | Rejection::PortsInUse) => {
                 (stream_id, "NetStream.Play.Failed", "play rejected")
             }
             (Mode::PlayPending { stream_id }, _) => {

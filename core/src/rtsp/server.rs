@@ -12,12 +12,15 @@
 //!
 //! Each track travels interleaved on the connection (`RTP/AVP/TCP`) or, when the runtime
 //! gave the session a UDP port pair ([`RtspServerConfig::udp_ports`]), over UDP unicast to the
-//! client's ports. UDP output goes to [`LiveSession::datagrams`]; UDP input comes back
-//! through [`LiveSession::handle_datagram`] once the runtime has routed the ports announced
-//! by [`SessionEvent::DatagramPortsAnnounced`]. Without a port pair, or for multicast, SETUP
-//! is answered `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE
-//! waits for the server are answered in order once it has. A stream path that is not a valid
-//! [`StreamKey`] is answered 400 by the session itself ([`SessionEvent::BadStreamName`]).
+//! client's ports. A UDP SETUP asks the server first ([`SessionEvent::DatagramPortsRequested`]):
+//! it is answered once the server has routed the client's ports here
+//! ([`LiveSession::accept_datagram_ports`]), or `461 Unsupported Transport` when they belong
+//! to another session (`reject(`[`Rejection::PortsInUse`]`)`). UDP output goes to
+//! [`LiveSession::datagrams`]; UDP input comes back through [`LiveSession::handle_datagram`].
+//! Without a port pair, or for multicast, SETUP is answered 461 at once. Requests that arrive
+//! while DESCRIBE, ANNOUNCE or a UDP SETUP waits for the server are answered in order once it
+//! has. A stream path that is not a valid [`StreamKey`] is answered 400 by the session itself
+//! ([`SessionEvent::BadStreamName`]).
 //!
 //! A session ends after [`RtspServerConfig::session_timeout_ms`] without progress: RTP media
 //! for a publisher that is recording (its requests, keep-alives and RTCP do not count, so a
@@ -105,9 +108,9 @@ pub struct RtspServerConfig {
     pub max_held_bytes: usize,
     /// Largest access unit reassembled from a publisher's RTP.
     pub max_frame_bytes: usize,
-    /// The most requests queued while DESCRIBE or ANNOUNCE waits for the server.
+    /// The most requests queued while DESCRIBE, ANNOUNCE or a UDP SETUP waits for the server.
     pub max_queued_requests: usize,
-    /// The most body and interleaved bytes queued while DESCRIBE or ANNOUNCE waits.
+    /// The most body and interleaved bytes queued while a request waits for the server.
     pub max_queued_bytes: usize,
     /// The server's RTP and RTCP UDP ports (`server_port=` in SETUP answers), when the runtime
     /// serves RTP over UDP; `None` answers UDP SETUPs with 461.
@@ -181,6 +184,30 @@ impl State {
     fn is_publisher(self) -> bool {
         matches!(self, State::Announced | State::Recording)
     }
+}
+
+/// A request whose answer waits for the server.
+#[derive(Debug)]
+enum Pending {
+    /// DESCRIBE or ANNOUNCE: the server accepts or refuses the stream.
+    Stream(Request),
+    /// A SETUP over UDP: the server routes the client's ports here or refuses them.
+    Ports(PortsSetup),
+}
+
+/// A UDP SETUP held until the server answers [`SessionEvent::DatagramPortsRequested`];
+/// nothing is recorded for its track until then.
+#[derive(Debug)]
+struct PortsSetup {
+    request: Request,
+    /// The track it sets up: an index into the published tracks (`publishing`) or the
+    /// played ones.
+    track: usize,
+    publishing: bool,
+    rtp: u16,
+    rtcp: u16,
+    /// The `Transport` of the answer.
+    answer: Transport,
 }
 
 /// A packetizer for one track a player receives.
@@ -352,8 +379,8 @@ pub struct RtspServerSession {
     state: State,
     /// `app/stream` of the DESCRIBE or ANNOUNCE.
     stream_path: String,
-    /// The DESCRIBE or ANNOUNCE waiting for the server.
-    pending: Option<Request>,
+    /// The request waiting for the server.
+    pending: Option<Pending>,
     /// What arrived while `pending` waits, answered in order once it has been.
     queued: VecDeque<Input>,
     queued_requests: usize,
@@ -513,7 +540,7 @@ impl RtspServerSession {
             }
             Method::Describe => self.on_describe(request),
             Method::Announce => self.on_announce(request),
-            Method::Setup => self.on_setup(&request),
+            Method::Setup => self.on_setup(request),
             Method::Play => self.on_play(&request),
             Method::Pause => self.on_pause(&request),
             Method::Record => self.on_record(&request),
@@ -583,7 +610,7 @@ impl RtspServerSession {
         let key = StreamKey::parse(app, stream);
         self.stream_path = String::from(path);
         self.state = state;
-        self.pending = Some(request);
+        self.pending = Some(Pending::Stream(request));
         let kind = if state == State::DescribeRequested {
             RequestKind::Play
         } else {
@@ -602,6 +629,33 @@ impl RtspServerSession {
                 self.reject(Rejection::BadName);
             }
         }
+    }
+
+    /// The DESCRIBE or ANNOUNCE waiting for the server, taken out of `pending`.
+    fn take_stream_request(&mut self) -> Option<Request> {
+        match self.pending.take() {
+            Some(Pending::Stream(request)) => Some(request),
+            other => {
+                self.pending = other;
+                None
+            }
+        }
+    }
+
+    /// The UDP SETUP waiting for the server, taken out of `pending`.
+    fn take_ports_setup(&mut self) -> Option<PortsSetup> {
+        match self.pending.take() {
+            Some(Pending::Ports(setup)) => Some(setup),
+            other => {
+                self.pending = other;
+                None
+            }
+        }
+    }
+
+    /// Whether a UDP SETUP waits for the server (no deadline runs meanwhile).
+    fn ports_pending(&self) -> bool {
+        matches!(self.pending, Some(Pending::Ports(_)))
     }
 
     fn on_announce(&mut self, request: Request) {
@@ -634,14 +688,14 @@ impl RtspServerSession {
         self.ask_server(request, State::AnnounceRequested);
     }
 
-    fn on_setup(&mut self, request: &Request) {
-        if let Some(response) = self.check_target(request) {
+    fn on_setup(&mut self, request: Request) {
+        if let Some(response) = self.check_target(&request) {
             return self.respond(&response);
         }
         let publishing = match self.state {
             State::Described => false,
             State::Announced => true,
-            _ => return self.respond(&reply(request, 455, "Method Not Valid in This State")),
+            _ => return self.respond(&reply(&request, 455, "Method Not Valid in This State")),
         };
         let transport = request
             .headers
@@ -652,7 +706,7 @@ impl RtspServerSession {
             LowerTransport::Tcp => true,
             LowerTransport::Udp => t.unicast && t.client_port.is_some() && udp_ports.is_some(),
         }) else {
-            return self.respond(&reply(request, 461, "Unsupported Transport"));
+            return self.respond(&reply(&request, 461, "Unsupported Transport"));
         };
         let path = url_path(&request.uri);
         let index = if publishing {
@@ -669,7 +723,7 @@ impl RtspServerSession {
             )
         };
         let Some(index) = index else {
-            return self.respond(&reply(request, 404, "Not Found (no such track)"));
+            return self.respond(&reply(&request, 404, "Not Found (no such track)"));
         };
         let mut answer = Transport::new(transport.lower);
         let delivery = match (transport.lower, transport.client_port, udp_ports) {
@@ -703,11 +757,41 @@ impl RtspServerSession {
         };
         if clash || one_port {
             return self.respond(&reply(
-                request,
+                &request,
                 400,
                 "Bad Request (channels or ports in use)",
             ));
         }
+        match delivery {
+            Delivery::Udp(rtp, rtcp) => {
+                // The ports may be routed to another session: the server decides, and what
+                // arrives meanwhile waits behind this SETUP.
+                self.pending = Some(Pending::Ports(PortsSetup {
+                    request,
+                    track: index,
+                    publishing,
+                    rtp,
+                    rtcp,
+                    answer,
+                }));
+                self.events
+                    .push_back(SessionEvent::DatagramPortsRequested { rtp, rtcp });
+            }
+            Delivery::Interleaved(..) => {
+                self.finish_setup(&request, index, publishing, delivery, answer);
+            }
+        }
+    }
+
+    /// Records where track `index` travels and answers its SETUP.
+    fn finish_setup(
+        &mut self,
+        request: &Request,
+        index: usize,
+        publishing: bool,
+        delivery: Delivery,
+        mut answer: Transport,
+    ) {
         if publishing {
             answer.mode = Some(TransportMode::Record);
             if let Some(track) = self.in_tracks.get_mut(index) {
@@ -716,10 +800,6 @@ impl RtspServerSession {
         } else if let Some(track) = self.out_tracks.get_mut(index) {
             answer.ssrc = Some(track.ssrc);
             track.setup = Some((request.uri.clone(), delivery));
-        }
-        if let Delivery::Udp(rtp, rtcp) = delivery {
-            self.events
-                .push_back(SessionEvent::DatagramPortsAnnounced { rtp, rtcp });
         }
         let response = reply(request, 200, "OK").header("Transport", &answer.to_string());
         let response = self.with_session(response);
@@ -829,6 +909,7 @@ impl RtspServerSession {
         if !self.closed {
             self.closed = true;
             self.state = State::Done;
+            self.pending = None;
             self.queued.clear();
             self.events.push_back(SessionEvent::Closed { reason });
         }
@@ -870,7 +951,7 @@ impl RtspServerSession {
     }
 
     fn answer_describe(&mut self) {
-        let Some(request) = self.pending.take() else {
+        let Some(request) = self.take_stream_request() else {
             return;
         };
         if self.configs.is_empty() {
@@ -1338,7 +1419,9 @@ impl RtspServerSession {
     fn reject_status(&self, why: Rejection) -> (u16, &'static str) {
         match (self.state, why) {
             (_, Rejection::NotFound) => (404, "Not Found"),
-            (_, Rejection::Unavailable) => (503, "Service Unavailable"),
+            // Ports in use cannot concern a DESCRIBE or ANNOUNCE; it is the server's refusal
+            // all the same.
+            (_, Rejection::Unavailable | Rejection::PortsInUse) => (503, "Service Unavailable"),
             (State::AnnounceRequested, Rejection::AlreadyPublishing) => {
                 (406, "Not Acceptable (stream already publishing)")
             }
@@ -1547,7 +1630,7 @@ impl LiveSession for RtspServerSession {
         if self.state != State::AnnounceRequested {
             return;
         }
-        let Some(request) = self.pending.take() else {
+        let Some(request) = self.take_stream_request() else {
             return;
         };
         self.state = State::Announced;
@@ -1568,6 +1651,16 @@ impl LiveSession for RtspServerSession {
     }
 
     fn reject(&mut self, why: Rejection) {
+        if let Some(setup) = self.take_ports_setup() {
+            // Nothing was recorded for the track; the client may try again over TCP.
+            let (status, reason) = match why {
+                Rejection::Unavailable => (503, "Service Unavailable"),
+                _ => (461, "Unsupported Transport"),
+            };
+            self.respond(&reply(&setup.request, status, reason));
+            self.run_queued();
+            return;
+        }
         if !matches!(
             self.state,
             State::DescribeRequested | State::AnnounceRequested
@@ -1575,10 +1668,26 @@ impl LiveSession for RtspServerSession {
             return;
         }
         let (status, reason) = self.reject_status(why);
-        if let Some(request) = self.pending.take() {
+        if let Some(request) = self.take_stream_request() {
             self.respond(&reply(&request, status, reason));
         }
         self.close(reason);
+    }
+
+    fn accept_datagram_ports(&mut self) {
+        let Some(setup) = self.take_ports_setup() else {
+            return;
+        };
+        let delivery = Delivery::Udp(setup.rtp, setup.rtcp);
+        let request = &setup.request;
+        self.finish_setup(
+            request,
+            setup.track,
+            setup.publishing,
+            delivery,
+            setup.answer,
+        );
+        self.run_queued();
     }
 
     fn send_media(&mut self, media: &Media) {
@@ -1602,7 +1711,7 @@ impl LiveSession for RtspServerSession {
     fn end_of_stream(&mut self) {
         match self.state {
             State::DescribeAccepted { .. } => {
-                if let Some(request) = self.pending.take() {
+                if let Some(request) = self.take_stream_request() {
                     self.respond(&reply(&request, 404, "Not Found"));
                 }
                 self.close("stream ended");
@@ -1658,7 +1767,7 @@ impl LiveSession for RtspServerSession {
     fn poll_timeout(&self) -> Option<Millis> {
         let idle = self.last_activity + self.config.session_timeout_ms;
         match self.state {
-            _ if self.closed => None,
+            _ if self.closed || self.ports_pending() => None,
             State::Init => Some(self.started + self.config.setup_timeout_ms),
             State::DescribeRequested | State::AnnounceRequested | State::Done => None,
             State::DescribeAccepted { since } => {
@@ -1682,7 +1791,8 @@ impl LiveSession for RtspServerSession {
         if matches!(
             self.state,
             State::DescribeRequested | State::AnnounceRequested
-        ) {
+        ) || self.ports_pending()
+        {
             return;
         }
         if now >= self.last_activity + self.config.session_timeout_ms {

@@ -410,7 +410,10 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 tracing::warn!(%peer, proto, %request, %error, "refused: bad stream name");
             }
             SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
-            SessionEvent::DatagramPortsAnnounced { rtp, rtcp } => self.route_datagrams(rtp, rtcp),
+            SessionEvent::DatagramPortsRequested { rtp, rtcp } => {
+                self.route_datagrams(rtp, rtcp);
+                self.session.accept_datagram_ports();
+            }
             SessionEvent::Closed { reason } => {
                 self.closing.get_or_insert(Ending::Normal(reason));
             }
