@@ -71,8 +71,15 @@ pub struct HttpLiveSession {
 }
 
 impl HttpLiveSession {
-    /// A session for a connection accepted at `now`.
+    /// A session for a connection accepted at `now`, which must send its request head within
+    /// [`DEFAULT_HEAD_TIMEOUT_MS`].
     pub fn new(now: Millis) -> Self {
+        Self::with_head_timeout(now, DEFAULT_HEAD_TIMEOUT_MS)
+    }
+
+    /// A session for a connection accepted at `now`, closed if its request head is not
+    /// complete `head_timeout_ms` later (a slow or silent client: slowloris).
+    pub fn with_head_timeout(now: Millis, head_timeout_ms: u64) -> Self {
         Self {
             mode: Mode::AwaitingHead,
             origin: None,
@@ -81,7 +88,7 @@ impl HttpLiveSession {
             arena: BytesMut::new(),
             muxer: None,
             events: VecDeque::new(),
-            head_deadline: now + DEFAULT_HEAD_TIMEOUT_MS,
+            head_deadline: now + head_timeout_ms,
         }
     }
 

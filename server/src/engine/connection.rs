@@ -476,7 +476,7 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 self.start_play(key);
             }
             SessionEvent::BadStreamName { request, error } => {
-                self.warn(format_args!("{request:?} refused: {error}"));
+                self.warn(format_args!("{request} refused: {error}"));
             }
             SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
             SessionEvent::DatagramPortsRequested { rtp, rtcp } => {

@@ -48,7 +48,9 @@ pub struct Shared {
 /// A lock whose holder panicked left plain data behind, consistent after every call the
 /// engine makes under it: keep using it rather than take the server down.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
