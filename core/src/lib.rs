@@ -12,8 +12,8 @@
 //!   the stream registry, cross-worker forwarding);
 //! - every decision a server makes about time and limits: waits for a stream or a playlist
 //!   ([`wait`]), per-connection defences ([`guard`]: send progress, backpressure), connection
-//!   admission ([`admission`]), UDP routes and receive budgets ([`datagram`]), rate limits and
-//!   log gating ([`limit`]).
+//!   admission ([`admission`]), UDP routes ([`datagram`]), how much one wake-up may do
+//!   ([`budget`]), rate limits and log gating ([`limit`]).
 //!
 //! Nothing here performs I/O, starts a thread or reads a clock. Bytes from the network go in
 //! through `handle_input`-style methods, time goes in as a [`Millis`] argument, and what must be
@@ -104,6 +104,7 @@ extern crate std;
 
 pub mod admission;
 pub mod amf0;
+pub mod budget;
 pub mod datagram;
 pub mod flv;
 pub mod guard;
