@@ -18,8 +18,8 @@
 //! peer's MSS, about 3 MiB for loopback's 64 KiB MSS, more than the whole 0.6 MB clip, so a
 //! player that stops reading would never leave anything in the server's own queue, which is
 //! what the send-progress deadline watches. The clients that must stall therefore announce a
-//! small MSS ([`STALLED_MSS`], which brings that buffer to about 150 KiB) and a small receive
-//! buffer ([`STALLED_RCVBUF`]).
+//! small MSS ([`STALLED_MSS`], an Ethernet's, which brings that buffer to about 100 KiB, of
+//! which about 75 KB carry data) and a small receive buffer ([`STALLED_RCVBUF`]).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -65,8 +65,8 @@ const LOG_LIMIT: &str = "error_logs_per_second = 10000";
 /// Receive buffer the stalling clients ask for (the kernel doubles it: 8 KiB).
 const STALLED_RCVBUF: usize = 4096;
 /// MSS the stalling clients announce: the server's send buffer for them is then about
-/// 2 × 10 segments of 2.3 KiB of kernel memory each instead of about 3 MiB (see the top).
-const STALLED_MSS: u32 = 536;
+/// 2 × 10 segments of about 5 KiB of kernel memory each instead of about 3 MiB (see the top).
+const STALLED_MSS: u32 = 1460;
 
 /// Healthy players in the stall test, by protocol: 7 RTMP, 7 HTTP-FLV, 6 RTSP/TCP.
 const HEALTHY: [(Proto, usize); 3] = [(Proto::Rtmp, 7), (Proto::HttpFlv, 7), (Proto::RtspTcp, 6)];
@@ -74,7 +74,7 @@ const HEALTHY: [(Proto, usize); 3] = [(Proto::Rtmp, 7), (Proto::HttpFlv, 7), (Pr
 const STALLED: [(Proto, usize); 3] = HEALTHY;
 /// From the publisher's start until every stalled player must have been closed: the send
 /// timeout, plus at most 1.5 s until the stall begins (ffmpeg's start, then the clip at about
-/// 100 KB/s filling the ~160 KiB of kernel buffers of a stalled connection), plus 1 s for the
+/// 100 KB/s filling the ~85 KB the kernels take for a stalled connection), plus 1 s for the
 /// server's timer, the log line and our 50 ms polling on a loaded machine.
 const STALL_SLACK: Duration = Duration::from_millis(2500);
 /// The most the server's resident memory may reach while 20 players take the stream and 20
