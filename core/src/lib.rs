@@ -53,8 +53,8 @@
 //!     // 2. Events.
 //!     while let Some(event) = session.poll_event() {
 //!         match event {
-//!             SessionEvent::PublishRequested { app, stream } => {
-//!                 println!("{peer} publishes {app}/{stream}");
+//!             SessionEvent::PublishRequested { key } => {
+//!                 println!("{peer} publishes {key}");
 //!                 session.accept_publish();
 //!             }
 //!             SessionEvent::PlayRequested { .. } => session.reject(Rejection::NotFound),
