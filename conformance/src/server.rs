@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,16 +52,53 @@ pub struct Server {
     /// The RTSP port.
     pub rtsp_port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// The configuration file written for this server, removed when it is dropped.
+    config: Option<PathBuf>,
 }
 
 impl Server {
-    /// Starts `binary` on free ports with extra flags, and waits until every port accepts.
-    pub fn start(binary: &PathBuf, extra_args: &[&str]) -> Server {
+    /// Starts `binary` on free ports with two workers and extra flags, and waits until every
+    /// port accepts.
+    pub fn start(binary: &Path, extra_args: &[&str]) -> Server {
+        Server::launch(binary, 2, None, extra_args)
+    }
+
+    /// Like [`Server::start`] with `workers` workers and the TOML text `config` (see the
+    /// README's "Configuration") written to a file of its own in the temp dir and passed as
+    /// `--config`; the file is removed when the server is dropped. Flags (the ports, `--bind`,
+    /// `--workers` and `extra_args`) override the file.
+    pub fn start_with_config(
+        binary: &Path,
+        workers: usize,
+        config: &str,
+        extra_args: &[&str],
+    ) -> Server {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mediakit-conformance-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, config)
+            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+        Server::launch(binary, workers, Some(path), extra_args)
+    }
+
+    fn launch(
+        binary: &Path,
+        workers: usize,
+        config: Option<PathBuf>,
+        extra_args: &[&str],
+    ) -> Server {
         let rtmp_port = free_port();
         let http_port = free_port();
         let rtsp_port = free_port();
-        let mut child = Command::new(binary)
-            .args(["--bind", "127.0.0.1", "--workers", "2"])
+        let mut command = Command::new(binary);
+        if let Some(config) = &config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .args(["--bind", "127.0.0.1", "--workers", &workers.to_string()])
             .args([
                 "--rtmp-port",
                 &rtmp_port.to_string(),
@@ -102,6 +140,7 @@ impl Server {
             http_port,
             rtsp_port,
             log,
+            config,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [rtmp_port, http_port, rtsp_port] {
@@ -145,6 +184,45 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// The server's lines that contain every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.log
+            .lock()
+            .map(|log| {
+                log.iter()
+                    .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until the server has logged a line containing every one of `needles`, polling
+    /// every 20 ms; returns how long that took, or `None` if `timeout` passed first.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        loop {
+            if !self.log_lines_with(needles).is_empty() {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size (`VmRSS` of `/proc/PID/status`) in bytes, or `None` where
+    /// that cannot be read (not Linux, or the process has gone).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(self.pid())
+    }
+
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -165,5 +243,22 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
     }
+}
+
+/// The resident set size of process `pid` in bytes, from `VmRSS` in `/proc/PID/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
