@@ -14,13 +14,16 @@
 //!   and runs them: when nothing is ready, the clock jumps to the next timer;
 //! - [`net`]: TCP connections as two bounded byte pipes (a reader that stops reading stalls
 //!   its writer), `SO_REUSEPORT`-style listener groups, UDP with bounded queues and seeded
-//!   loss.
+//!   loss;
+//! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients,
+//!   built on the core's own sessions, each recording what it saw.
 //!
 //! The models are quinn's `Pair` test harness (two endpoints in memory on virtual time) and
 //! turmoil/madsim (a whole network in one thread, reproducible from a seed).
 
 #![forbid(unsafe_code)]
 
+pub mod clients;
 mod executor;
 pub mod net;
 pub mod rng;

@@ -102,6 +102,8 @@ struct StreamEnd {
     /// A client end, whose local port was taken from the ephemeral range.
     ephemeral: bool,
     options: SocketOptions,
+    /// Woken when the peer closes or the connection is reset.
+    close_waker: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -331,6 +333,7 @@ impl Network {
             closed: false,
             ephemeral,
             options: SocketOptions::default(),
+            close_waker: None,
         };
         self.streams.insert(client, end(local, to, server, true));
         self.streams.insert(server, end(to, local, client, false));
@@ -472,6 +475,28 @@ impl Network {
             .is_none_or(|peer| peer.closed)
     }
 
+    /// Ready once the peer's handle was dropped or the connection was reset, whether or not
+    /// this end reads: how a client that stalled on purpose learns the server closed it.
+    pub(crate) fn poll_peer_closed(&mut self, id: StreamId, cx: &Context<'_>) -> Poll<()> {
+        if self.peer_closed(id) || self.streams.get(&id).is_none_or(|end| end.rx.is_reset()) {
+            return Poll::Ready(());
+        }
+        if let Some(end) = self.streams.get_mut(&id) {
+            end.close_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn wake_close(&mut self, id: StreamId) {
+        if let Some(waker) = self
+            .streams
+            .get_mut(&id)
+            .and_then(|end| end.close_waker.take())
+        {
+            waker.wake();
+        }
+    }
+
     /// Shuts down writing: the peer reads what was sent, then the end of the stream.
     pub(crate) fn shutdown(&mut self, id: StreamId) {
         let Some(end) = self.streams.get_mut(&id) else {
@@ -500,6 +525,8 @@ impl Network {
         if let Some(peer) = self.streams.get_mut(&peer) {
             peer.rx.reset();
         }
+        self.wake_close(id);
+        self.wake_close(peer);
         self.stats.tcp_reset += 1;
     }
 
@@ -520,6 +547,7 @@ impl Network {
         end.closed = true;
         end.rx.close_reader();
         let peer = end.peer_id;
+        self.wake_close(peer);
         let peer_closed = self.streams.get(&peer).is_none_or(|peer| peer.closed);
         if peer_closed {
             for gone in [id, peer] {

@@ -275,6 +275,17 @@ impl TcpStream {
         self.world.net.borrow().unacknowledged(self.id)
     }
 
+    /// Ready once the peer closed its socket or the connection was reset; needs no read, so
+    /// a client that stopped reading on purpose learns when the server gave up on it.
+    pub fn poll_peer_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.world.net.borrow_mut().poll_peer_closed(self.id, cx)
+    }
+
+    /// Waits until the peer closed its socket or the connection was reset.
+    pub async fn wait_peer_closed(&self) {
+        poll_fn(|cx| self.poll_peer_closed(cx)).await
+    }
+
     /// Whether the peer's socket was closed.
     pub fn peer_closed(&self) -> bool {
         self.world.net.borrow().peer_closed(self.id)
@@ -419,6 +430,24 @@ mod tests {
             io::ErrorKind::BrokenPipe
         );
         assert!(server.peer_closed());
+    }
+
+    #[test]
+    fn a_client_that_never_reads_learns_when_the_server_closes() {
+        let world = World::new(1);
+        let listener = world.listen(addr(80)).unwrap();
+        let client = world.connect(ip(1), addr(80)).unwrap();
+        let watcher = world.spawn(async move {
+            client.wait_peer_closed().await;
+            (now(), client.unread())
+        });
+        world.spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.write_all(b"never read").await.unwrap();
+            sleep(300).await;
+        });
+        world.run_for(1_000);
+        assert_eq!(watcher.take(), Some((mlis(300), 10)));
     }
 
     #[test]
