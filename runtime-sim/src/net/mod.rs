@@ -670,3 +670,133 @@ impl Network {
         self.udp.get(&addr).map_or(0, |entry| entry.queue.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An operation on one end (`end` 0 or 1) of one of three connections.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write { conn: usize, end: usize, len: usize },
+        Read { conn: usize, end: usize, max: usize },
+        Shutdown { conn: usize, end: usize },
+        Close { conn: usize, end: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let target = (0usize..3, 0usize..2);
+        prop_oneof![
+            4 => (target.clone(), 1usize..300).prop_map(|((conn, end), len)| Op::Write { conn, end, len }),
+            4 => (target.clone(), 1usize..300).prop_map(|((conn, end), max)| Op::Read { conn, end, max }),
+            1 => target.clone().prop_map(|(conn, end)| Op::Shutdown { conn, end }),
+            1 => target.prop_map(|(conn, end)| Op::Close { conn, end }),
+        ]
+    }
+
+    /// The model of one direction: bytes written and not read, and whether the writer
+    /// finished.
+    #[derive(Debug, Clone, Default)]
+    struct Direction {
+        written: Vec<u8>,
+        read: usize,
+        fin: bool,
+    }
+
+    proptest! {
+        /// Against a model of each direction: what a reader gets is exactly what the writer
+        /// wrote, in order, then the end of the stream; a direction never holds more than
+        /// its capacity; a close with unread data resets; client ports stay unique.
+        #[test]
+        fn connections_match_a_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut net = Network::new(
+                NetConfig { tcp_buffer: 500, ..NetConfig::default() },
+                SimRng::new(1),
+            );
+            let server: SocketAddr = "127.0.0.1:80".parse().unwrap();
+            let listener = net.listen(server).unwrap();
+            let mut conns = Vec::new();
+            for i in 0..3u8 {
+                let client = net.connect(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i % 2)), server).unwrap();
+                let (accepted, _) = net.accept(listener).unwrap();
+                conns.push([client, accepted]);
+            }
+            // model[conn][end]: the direction toward `end`.
+            let mut model = vec![[Direction::default(), Direction::default()]; 3];
+            let mut closed = [[false; 2]; 3];
+            let mut reset = [false; 3];
+            let mut next = 0u8;
+            for op in ops {
+                match op {
+                    Op::Write { conn, end, len } => {
+                        if closed[conn][end] { continue; }
+                        let data: Vec<u8> = (0..len).map(|_| { next = next.wrapping_add(1); next }).collect();
+                        let result = net.write(conns[conn][end], [&data[..]]);
+                        let toward = &mut model[conn][1 - end];
+                        match result {
+                            Ok(n) => {
+                                prop_assert!(!reset[conn] && !toward.fin && !closed[conn][1 - end]);
+                                toward.written.extend_from_slice(&data[..n]);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                prop_assert_eq!(toward.written.len() - toward.read, 500);
+                            }
+                            Err(_) => prop_assert!(reset[conn] || toward.fin || closed[conn][1 - end]),
+                        }
+                    }
+                    Op::Read { conn, end, max } => {
+                        if closed[conn][end] { continue; }
+                        let result = net.read(conns[conn][end], max);
+                        let here = &mut model[conn][end];
+                        match result {
+                            Ok(bytes) if bytes.is_empty() => {
+                                prop_assert!(here.fin && here.read == here.written.len());
+                            }
+                            Ok(bytes) => {
+                                prop_assert_eq!(&bytes[..], &here.written[here.read..here.read + bytes.len()]);
+                                here.read += bytes.len();
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                prop_assert!(!here.fin && here.read == here.written.len());
+                            }
+                            Err(e) => {
+                                prop_assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                                prop_assert!(reset[conn]);
+                            }
+                        }
+                    }
+                    Op::Shutdown { conn, end } => {
+                        if closed[conn][end] { continue; }
+                        net.shutdown(conns[conn][end]);
+                        model[conn][1 - end].fin = true;
+                    }
+                    Op::Close { conn, end } => {
+                        if closed[conn][end] { continue; }
+                        let here = &model[conn][end];
+                        if here.read < here.written.len() && !reset[conn] {
+                            reset[conn] = true;
+                        }
+                        net.close(conns[conn][end]);
+                        closed[conn][end] = true;
+                        model[conn][1 - end].fin = true;
+                    }
+                }
+                for conn in &conns {
+                    for id in conn {
+                        prop_assert!(net.unread(*id) <= 500);
+                    }
+                }
+                let open = closed.iter().filter(|ends| !(ends[0] && ends[1])).count();
+                let ends_open: usize = closed.iter().flatten().filter(|c| !**c).count();
+                prop_assert_eq!(net.open_streams(), ends_open);
+                prop_assert!(net.open_streams() <= 2 * open);
+            }
+            let locals: HashSet<SocketAddr> = conns
+                .iter()
+                .filter_map(|conn| net.addrs(conn[0]).ok().map(|(local, _)| local))
+                .collect();
+            prop_assert_eq!(locals.len(), conns.iter().filter(|c| net.addrs(c[0]).is_ok()).count());
+        }
+    }
+}
