@@ -212,8 +212,8 @@ fn replay_publish(mut session: impl LiveSession, data: &[u8], read_size: usize) 
         }
         while let Some(event) = session.poll_event() {
             match event {
-                SessionEvent::PublishRequested { app, stream } => {
-                    replay.published = Some(format!("{app}/{stream}"));
+                SessionEvent::PublishRequested { key } => {
+                    replay.published = Some(key.to_string());
                     session.accept_publish();
                 }
                 SessionEvent::Media(item) => replay.media.push(item),

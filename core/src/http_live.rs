@@ -6,7 +6,8 @@
 //! Live bodies follow the play flow of every protocol ([`SessionEvent::PlayRequested`], then
 //! `accept_play` and media); documents are asked for with [`SessionEvent::ResourceRequested`]
 //! and answered with [`LiveSession::serve_resource`]. Either way the connection closes after
-//! the one response (no keep-alive).
+//! the one response (no keep-alive). A path whose app and stream are not a valid
+//! [`StreamKey`] is answered 400 by the session itself ([`SessionEvent::BadStreamName`]).
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -14,9 +15,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::flv::FlvMuxer;
 use crate::http::{self, BodyFraming, HttpError, LiveFormat, Method, Status, Target};
+use crate::hub::{strip_query, KeyError, StreamKey};
 use crate::media::{Media, MediaKind};
 use crate::outq::OutQueue;
-use crate::session::{LiveSession, Phase, Rejection, Resource, SessionEvent};
+use crate::session::{LiveSession, Phase, Rejection, RequestKind, Resource, SessionEvent};
 use crate::time::Millis;
 use crate::ts::TsMuxer;
 
@@ -69,8 +71,15 @@ pub struct HttpLiveSession {
 }
 
 impl HttpLiveSession {
-    /// A session for a connection accepted at `now`.
+    /// A session for a connection accepted at `now`, which must send its request head within
+    /// [`DEFAULT_HEAD_TIMEOUT_MS`].
     pub fn new(now: Millis) -> Self {
+        Self::with_head_timeout(now, DEFAULT_HEAD_TIMEOUT_MS)
+    }
+
+    /// A session for a connection accepted at `now`, closed if its request head is not
+    /// complete `head_timeout_ms` later (a slow or silent client: slowloris).
+    pub fn with_head_timeout(now: Millis, head_timeout_ms: u64) -> Self {
         Self {
             mode: Mode::AwaitingHead,
             origin: None,
@@ -79,7 +88,7 @@ impl HttpLiveSession {
             arena: BytesMut::new(),
             muxer: None,
             events: VecDeque::new(),
-            head_deadline: now + DEFAULT_HEAD_TIMEOUT_MS,
+            head_deadline: now + head_timeout_ms,
         }
     }
 
@@ -106,6 +115,31 @@ impl HttpLiveSession {
                 http::move_as_chunk(&mut self.body, &mut self.arena, &mut self.out)
             }
             BodyFraming::UntilClose => self.out.append(&mut self.body),
+        }
+    }
+
+    /// Asks the server for `key` (`mode` is the pending state), or refuses a name that is not
+    /// a stream key at once.
+    fn ask_server(&mut self, mode: Mode, key: Result<StreamKey, KeyError>, name: &str) {
+        self.mode = mode;
+        let request = if matches!(mode, Mode::ResourcePending { .. }) {
+            RequestKind::Resource
+        } else {
+            RequestKind::Play
+        };
+        match key {
+            Ok(key) => self.events.push_back(match request {
+                RequestKind::Resource => SessionEvent::ResourceRequested {
+                    key,
+                    name: name.to_string(),
+                },
+                _ => SessionEvent::PlayRequested { key },
+            }),
+            Err(error) => {
+                self.events
+                    .push_back(SessionEvent::BadStreamName { request, error });
+                self.reject(Rejection::BadName);
+            }
         }
     }
 
@@ -147,23 +181,18 @@ impl LiveSession for HttpLiveSession {
                     } else {
                         BodyFraming::Chunked
                     };
-                    self.mode = Mode::PlayPending {
+                    let mode = Mode::PlayPending {
                         format: live.format,
                         head_only,
                         framing,
                     };
-                    self.events.push_back(SessionEvent::PlayRequested {
-                        app: live.app.to_string(),
-                        stream: live.stream.to_string(),
-                    });
+                    let key = StreamKey::parse(live.app, strip_query(live.stream));
+                    self.ask_server(mode, key, "");
                 }
                 Some(Target::Resource(resource)) => {
-                    self.mode = Mode::ResourcePending { head_only };
-                    self.events.push_back(SessionEvent::ResourceRequested {
-                        app: resource.app.to_string(),
-                        stream: resource.stream.to_string(),
-                        name: resource.name.to_string(),
-                    });
+                    let mode = Mode::ResourcePending { head_only };
+                    let key = StreamKey::parse(resource.app, strip_query(resource.stream));
+                    self.ask_server(mode, key, resource.name);
                 }
                 None => self.respond_and_close(Status::NotFound, "not found\n", "no such path"),
             },
@@ -226,7 +255,10 @@ impl LiveSession for HttpLiveSession {
                 "invalid stream name",
             ),
             Rejection::AlreadyPublishing => (Status::Conflict, "conflict\n", "conflict"),
-            Rejection::Unavailable => (Status::ServiceUnavailable, "unavailable\n", "unavailable"),
+            // Ports in use cannot concern HTTP; it is the server's refusal all the same.
+            Rejection::Unavailable | Rejection::PortsInUse => {
+                (Status::ServiceUnavailable, "unavailable\n", "unavailable")
+            }
         };
         self.respond_and_close(status, body, reason);
     }
@@ -360,8 +392,7 @@ mod tests {
         assert_eq!(
             event,
             Some(SessionEvent::PlayRequested {
-                app: "live".into(),
-                stream: "cam".into()
+                key: StreamKey::parse("live", "cam").unwrap()
             })
         );
         session.accept_play();
@@ -522,8 +553,7 @@ mod tests {
         assert_eq!(
             event,
             Some(SessionEvent::PlayRequested {
-                app: "live".into(),
-                stream: "cam".into()
+                key: StreamKey::parse("live", "cam").unwrap()
             })
         );
         session.accept_play();
@@ -629,27 +659,26 @@ mod tests {
         ));
     }
 
-    fn resource_request(session: &mut HttpLiveSession, head: &str) -> (String, String, String) {
+    fn resource_request(session: &mut HttpLiveSession, head: &str) -> (StreamKey, String) {
         match request(session, head) {
-            Some(SessionEvent::ResourceRequested { app, stream, name }) => (app, stream, name),
+            Some(SessionEvent::ResourceRequested { key, name }) => (key, name),
             other => panic!("{head}: {other:?}"),
         }
     }
 
     #[test]
-    fn resource_requests_name_app_stream_and_document() {
+    fn resource_requests_name_the_stream_and_document() {
         let cases = [
             ("/live/cam/index.m3u8", ("live", "cam", "index.m3u8")),
             ("/live/cam/hls.m3u8?token=abc", ("live", "cam", "hls.m3u8")),
             ("/live/cam/123.ts", ("live", "cam", "123.ts")),
-            ("/live/a/b/c/7.ts?x", ("live", "a/b/c", "7.ts")),
         ];
         for (path, (app, stream, name)) in cases {
             let mut session = HttpLiveSession::new(Millis(0));
             let head = alloc::format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-            let got = resource_request(&mut session, &head);
+            let (key, got) = resource_request(&mut session, &head);
             assert_eq!(
-                (got.0.as_str(), got.1.as_str(), got.2.as_str()),
+                (key.app(), key.stream(), got.as_str()),
                 (app, stream, name),
                 "{path}"
             );
@@ -657,6 +686,47 @@ mod tests {
             assert_eq!(session.poll_timeout(), None);
             session.handle_timeout(Millis(u64::MAX / 2));
             assert_eq!(session.poll_event(), None);
+            assert!(drain(&mut session).is_empty());
+        }
+    }
+
+    #[test]
+    fn bad_stream_names_are_answered_400_by_the_session() {
+        let long = "x".repeat(crate::hub::MAX_KEY_PART_LEN + 1);
+        let cases = [
+            (
+                "GET /live/a/b/c/7.ts?x HTTP/1.1\r\n\r\n".to_string(),
+                RequestKind::Resource,
+            ),
+            (
+                alloc::format!("GET /live/{long}/index.m3u8 HTTP/1.1\r\n\r\n"),
+                RequestKind::Resource,
+            ),
+            (
+                alloc::format!("GET /live/{long}.flv HTTP/1.1\r\n\r\n"),
+                RequestKind::Play,
+            ),
+            (
+                "HEAD /live/a..b.ts HTTP/1.1\r\n\r\n".to_string(),
+                RequestKind::Play,
+            ),
+        ];
+        for (head, kind) in cases {
+            let mut session = HttpLiveSession::new(Millis(0));
+            let mut input = BytesMut::from(head.as_bytes());
+            session.handle_input(Millis(1), &mut input).unwrap();
+            let events: Vec<SessionEvent> = core::iter::from_fn(|| session.poll_event()).collect();
+            match events.as_slice() {
+                [SessionEvent::BadStreamName { request, .. }, SessionEvent::Closed { .. }] => {
+                    assert_eq!(*request, kind, "{head}");
+                }
+                other => panic!("{head}: {other:?}"),
+            }
+            let wire = drain(&mut session);
+            assert!(wire.starts_with(b"HTTP/1.1 400 "), "{head}");
+            // The server has nothing left to answer.
+            session.reject(Rejection::NotFound);
+            session.accept_play();
             assert!(drain(&mut session).is_empty());
         }
     }

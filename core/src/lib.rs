@@ -53,8 +53,8 @@
 //!     // 2. Events.
 //!     while let Some(event) = session.poll_event() {
 //!         match event {
-//!             SessionEvent::PublishRequested { app, stream } => {
-//!                 println!("{peer} publishes {app}/{stream}");
+//!             SessionEvent::PublishRequested { key } => {
+//!                 println!("{peer} publishes {key}");
 //!                 session.accept_publish();
 //!             }
 //!             SessionEvent::PlayRequested { .. } => session.reject(Rejection::NotFound),
@@ -93,9 +93,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod admission;
 pub mod amf0;
 pub mod datagram;
 pub mod flv;
+pub mod guard;
 pub mod hls;
 pub mod http;
 pub mod http_live;

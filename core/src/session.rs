@@ -1,5 +1,5 @@
-//! What every server-side protocol session has in common, so a runtime can drive RTMP,
-//! HTTP-FLV (and later RTSP) connections with one loop.
+//! What every server-side protocol session has in common, so a runtime can drive RTMP, RTSP
+//! (over TCP and UDP) and HTTP (FLV, TS and HLS) connections with one loop.
 //!
 //! The runtime's loop, after each input, timeout or command:
 //! 1. drain [`LiveSession::poll_event`] and act on each event (ask the hub, answer with
@@ -9,43 +9,53 @@
 //! 3. sleep until input, [`LiveSession::poll_timeout`], or media for a player.
 
 use alloc::string::String;
+use core::fmt;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::datagram::{DatagramQueue, UdpChannel};
+use crate::hub::{KeyError, StreamKey};
 
 use crate::media::Media;
 use crate::outq::OutQueue;
 use crate::time::Millis;
 
 /// What a session asks of the server, or tells it.
+///
+/// Names arrive validated: a session parses what the peer sent into a [`StreamKey`] once, and
+/// answers a name that is not one itself ([`SessionEvent::BadStreamName`]), so no event
+/// carries text of the peer's choosing beyond a key's bounded parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
-    /// The peer wants to publish `app/stream`; answer with `accept_publish` or `reject`.
+    /// The peer wants to publish `key`; answer with `accept_publish` or `reject`.
     PublishRequested {
-        /// Application name.
-        app: String,
-        /// Stream name (any query string removed).
-        stream: String,
+        /// The stream (any query string removed).
+        key: StreamKey,
     },
-    /// The peer wants to play `app/stream`; answer with `accept_play` or `reject`.
+    /// The peer wants to play `key`; answer with `accept_play` or `reject`.
     PlayRequested {
-        /// Application name.
-        app: String,
-        /// Stream name (any query string removed).
-        stream: String,
+        /// The stream (any query string removed).
+        key: StreamKey,
     },
-    /// The peer asked for a document of `app/stream` that the server serves whole (an HLS
-    /// playlist or segment); answer with [`LiveSession::serve_resource`] or `reject`. The
-    /// session waits as long as the server takes (e.g. for a first segment to exist).
+    /// The peer asked for a document of `key` that the server serves whole (an HLS playlist
+    /// or segment); answer with [`LiveSession::serve_resource`] or `reject`. The session waits
+    /// as long as the server takes (e.g. for a first segment to exist).
     ResourceRequested {
-        /// Application name.
-        app: String,
-        /// Stream name (any query string removed).
-        stream: String,
+        /// The stream (any query string removed).
+        key: StreamKey,
         /// The document's name within the stream: the last path segment, e.g. `index.m3u8`,
         /// `hls.m3u8` or `123.ts`.
         name: String,
+    },
+    /// The peer named a stream that is not a valid [`StreamKey`]; the session has already
+    /// answered with its protocol's bad-name reply and closes. For the log line: the error
+    /// says what was wrong without repeating the name.
+    BadStreamName {
+        /// What the peer asked for.
+        request: RequestKind,
+        /// Why the name was refused.
+        error: KeyError,
     },
     /// A publishing peer sent a media item.
     Media(Media),
@@ -53,9 +63,12 @@ pub enum SessionEvent {
     PublishStopped,
     /// The playing peer stopped playing (the connection may stay open).
     PlayStopped,
-    /// The peer will send datagrams from these ports at the connection's address (RTSP over
-    /// UDP): route what arrives from them to [`LiveSession::handle_datagram`].
-    DatagramPortsAnnounced {
+    /// The peer asks to exchange datagrams from these ports at the connection's address (an
+    /// RTSP SETUP over UDP), and its answer waits for the server's: route what arrives from
+    /// them to [`LiveSession::handle_datagram`] and answer with
+    /// [`LiveSession::accept_datagram_ports`], or refuse with
+    /// `reject(`[`Rejection::PortsInUse`]`)` when they are routed to another session.
+    DatagramPortsRequested {
         /// The peer's RTP port.
         rtp: u16,
         /// The peer's RTCP port.
@@ -68,8 +81,30 @@ pub enum SessionEvent {
     },
 }
 
-/// Why the server refuses a publish or play request; each protocol maps it to its own answer
-/// (RTMP onStatus codes, HTTP status codes).
+/// What kind of request named a stream, in [`SessionEvent::BadStreamName`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Publishing (RTMP `publish`, RTSP ANNOUNCE).
+    Publish,
+    /// Playing (RTMP `play`, RTSP DESCRIBE, an HTTP live body).
+    Play,
+    /// A document served whole (an HLS playlist or segment).
+    Resource,
+}
+
+impl fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RequestKind::Publish => "publish",
+            RequestKind::Play => "play",
+            RequestKind::Resource => "resource",
+        })
+    }
+}
+
+/// Why the server refuses a request; each protocol maps it to its own answer (RTMP onStatus
+/// codes, RTSP and HTTP status codes). A reason that does not fit the pending request is
+/// answered as the nearest one that does (see each session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// The stream is not live and did not become live within the wait.
@@ -80,6 +115,10 @@ pub enum Rejection {
     BadName,
     /// The server is at a configured limit.
     Unavailable,
+    /// The datagram ports of [`SessionEvent::DatagramPortsRequested`] are already routed to
+    /// another session (RTSP answers `461 Unsupported Transport`, and clients such as ffmpeg
+    /// then retry over TCP).
+    PortsInUse,
 }
 
 /// A document the server serves whole, in answer to [`SessionEvent::ResourceRequested`].
@@ -118,6 +157,9 @@ pub trait LiveSession {
     fn accept_play(&mut self);
     /// Refuses the pending request.
     fn reject(&mut self, why: Rejection);
+    /// Accepts the datagram ports of the pending [`SessionEvent::DatagramPortsRequested`]:
+    /// the server has routed them here. Protocols without datagrams ignore it.
+    fn accept_datagram_ports(&mut self) {}
     /// Answers the pending [`SessionEvent::ResourceRequested`] with the document. Protocols
     /// that never ask for resources ignore it.
     fn serve_resource(&mut self, resource: Resource) {

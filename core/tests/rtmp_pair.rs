@@ -3,11 +3,16 @@
 
 use bytes::{Bytes, BytesMut};
 use mediakit_core::amf0::{self, Amf0Value};
+use mediakit_core::hub::StreamKey;
 use mediakit_core::media::TrackConfig;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, Metadata};
 use mediakit_core::rtmp::client::{ClientEvent, ClientMode, RtmpClientConfig, RtmpClientSession};
+use mediakit_core::rtmp::command::MAX_PINGS_PER_SECOND;
 use mediakit_core::rtmp::server::{RtmpServerConfig, RtmpServerSession};
-use mediakit_core::session::{LiveSession, Rejection, SessionEvent};
+use mediakit_core::rtmp::{
+    ChunkDecoder, ChunkEncoder, ControlMessage, MessageHeader, UserControlEvent, MIN_ACK_WINDOW,
+};
+use mediakit_core::session::{LiveSession, Rejection, RequestKind, SessionEvent};
 use mediakit_core::{Millis, OutQueue};
 use proptest::prelude::*;
 
@@ -172,8 +177,8 @@ struct Hub {
 impl Hub {
     fn on_event(&mut self, server: &mut RtmpServerSession, event: &SessionEvent) {
         match event {
-            SessionEvent::PublishRequested { app, stream } => {
-                let key = format!("{app}/{stream}");
+            SessionEvent::PublishRequested { key } => {
+                let key = key.to_string();
                 if self.published.as_deref() == Some(&key) {
                     server.reject(Rejection::AlreadyPublishing);
                 } else {
@@ -181,8 +186,8 @@ impl Hub {
                     server.accept_publish();
                 }
             }
-            SessionEvent::PlayRequested { app, stream } => {
-                if self.published.as_deref() == Some(&format!("{app}/{stream}")) {
+            SessionEvent::PlayRequested { key } => {
+                if self.published.as_deref() == Some(&key.to_string()) {
                     server.accept_play();
                 } else {
                     server.reject(Rejection::NotFound);
@@ -287,8 +292,7 @@ fn publish_flow_delivers_media_to_the_server() {
     assert_eq!(
         pair.server_events,
         vec![SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     assert_eq!(pair.client_events, vec![ClientEvent::Publishing]);
@@ -331,8 +335,7 @@ fn play_flow_receives_what_the_server_sends_then_the_end() {
     assert_eq!(
         pair.server_events,
         vec![SessionEvent::PlayRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     assert_eq!(pair.client_events, vec![ClientEvent::Playing]);
@@ -463,6 +466,283 @@ fn player_idle_timeout_counts_from_the_last_input() {
     );
 }
 
+/// S0, S1 and S2: what a server sends before its first chunk.
+const SERVER_HANDSHAKE_LEN: usize = 1 + 1536 + 1536;
+
+/// The chunk stream the tests' own control messages travel on, apart from the real client's
+/// (so its header compression is not disturbed).
+const TEST_CSID: u32 = 60;
+
+/// Sends `controls` to the server at `now` as a client would, beside the real client's
+/// messages; the server's answers stay queued.
+fn send_controls(pair: &mut Pair, now: u64, controls: &[ControlMessage]) -> usize {
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutQueue::new();
+    for control in controls {
+        let header = MessageHeader {
+            csid: TEST_CSID,
+            timestamp: 0,
+            type_id: control.type_id(),
+            stream_id: 0,
+        };
+        encoder
+            .write(&header, &[control.to_payload()], &mut out)
+            .unwrap();
+    }
+    let mut rx = BytesMut::new();
+    for segment in out.segments() {
+        rx.extend_from_slice(segment);
+    }
+    let sent = rx.len();
+    pair.server.handle_input(Millis(now), &mut rx).unwrap();
+    assert!(rx.is_empty());
+    sent
+}
+
+fn ping(timestamp: u32) -> ControlMessage {
+    ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp })
+}
+
+/// Every control message the server has sent so far, decoded from the whole down link (what
+/// is still queued is moved onto it, not delivered).
+fn server_controls(pair: &mut Pair) -> Vec<ControlMessage> {
+    pair.down.take_from(pair.server.transmit());
+    let mut bytes = BytesMut::from(&pair.down.log[SERVER_HANDSHAKE_LEN..]);
+    let mut decoder = ChunkDecoder::new(1 << 24);
+    let mut controls = Vec::new();
+    while let Some(message) = decoder.decode(&mut bytes).unwrap() {
+        if !ControlMessage::is_control(message.header.type_id) {
+            continue;
+        }
+        let control = ControlMessage::parse(message.header.type_id, &message.payload).unwrap();
+        if let ControlMessage::SetChunkSize(size) = control {
+            decoder.set_chunk_size(size).unwrap();
+        }
+        controls.push(control);
+    }
+    assert!(bytes.is_empty());
+    controls
+}
+
+fn count_pongs(controls: &[ControlMessage]) -> usize {
+    controls
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                ControlMessage::UserControl(UserControlEvent::PingResponse { .. })
+            )
+        })
+        .count()
+}
+
+/// A publisher connected and accepted; returns the pair and the time the publish was
+/// accepted at (the server's idle clock starts there).
+fn publishing(hub: &mut Hub) -> (Pair, Millis) {
+    let pair = Pair::settled(
+        client_config(ClientMode::Publish, "cam"),
+        RtmpServerConfig::default(),
+        hub,
+    );
+    assert_eq!(pair.client_events, vec![ClientEvent::Publishing]);
+    let accepted = pair.server.poll_timeout().unwrap() - 20_000;
+    assert!(accepted > Millis(1_000) && accepted <= pair.now);
+    (pair, accepted)
+}
+
+#[test]
+fn a_one_byte_window_gets_at_most_one_acknowledgement_per_floor() {
+    let mut hub = Hub::default();
+    let (mut pair, _) = publishing(&mut hub);
+    let before = server_controls(&mut pair).len();
+    let now = pair.now.0;
+    let injected = send_controls(&mut pair, now, &[ControlMessage::WindowAckSize(1)]);
+    for media in &sample_stream() {
+        assert!(pair.client.send_media(media));
+    }
+    settle(&mut pair, &mut hub);
+    let received = pair.up.log.len() - SERVER_HANDSHAKE_LEN + injected;
+    let acks: Vec<u32> = server_controls(&mut pair)[before..]
+        .iter()
+        .filter_map(|c| match c {
+            ControlMessage::Acknowledgement { sequence } => Some(*sequence),
+            _ => None,
+        })
+        .collect();
+    assert!(!acks.is_empty());
+    assert!(
+        acks.len() <= received / MIN_ACK_WINDOW as usize,
+        "{} acknowledgements for {received} bytes",
+        acks.len()
+    );
+    for pair in acks.windows(2) {
+        assert!(pair[1] - pair[0] >= MIN_ACK_WINDOW, "{acks:?}");
+    }
+}
+
+#[test]
+fn a_thousand_pings_in_a_second_are_answered_at_most_ten_times() {
+    let mut hub = Hub::default();
+    let (mut pair, _) = publishing(&mut hub);
+    let start = pair.now.0 + 1;
+    let before = count_pongs(&server_controls(&mut pair));
+    for i in 0..1_000u32 {
+        send_controls(&mut pair, start + u64::from(i % 1_000), &[ping(i)]);
+    }
+    let answered = count_pongs(&server_controls(&mut pair)) - before;
+    assert!(answered <= MAX_PINGS_PER_SECOND as usize, "{answered}");
+    assert!(answered > 0);
+    // In a burst within one read, too.
+    let batch: Vec<ControlMessage> = (0..1_000).map(ping).collect();
+    send_controls(&mut pair, start + 5_000, &batch);
+    let burst = count_pongs(&server_controls(&mut pair)) - before - answered;
+    assert_eq!(burst, MAX_PINGS_PER_SECOND as usize);
+}
+
+#[test]
+fn a_publisher_sending_only_pings_is_closed_at_the_idle_timeout() {
+    let mut hub = Hub::default();
+    let (mut pair, accepted) = publishing(&mut hub);
+    pair.server_events.clear();
+    let deadline = accepted + 20_000;
+    let mut now = accepted.0;
+    while now + 500 < deadline.0 {
+        now += 500;
+        send_controls(&mut pair, now, &[ping(now as u32)]);
+        // Commands and acknowledgements count no more than pings.
+        send_controls(
+            &mut pair,
+            now,
+            &[ControlMessage::Acknowledgement { sequence: 1 }],
+        );
+        assert_eq!(pair.server.poll_timeout(), Some(deadline), "at {now}");
+        pair.server.handle_timeout(Millis(now));
+    }
+    assert_eq!(pair.server.poll_event(), None);
+    pair.server.handle_timeout(deadline);
+    assert_eq!(
+        pair.server.poll_event(),
+        Some(SessionEvent::Closed {
+            reason: "publisher idle timeout"
+        })
+    );
+}
+
+#[test]
+fn a_publisher_sending_media_is_not_closed() {
+    let mut hub = Hub::default();
+    let (mut pair, accepted) = publishing(&mut hub);
+    pair.server_events.clear();
+    let mut now = accepted.0;
+    for i in 0..60 {
+        now += 1_000;
+        pair.now = Millis(now);
+        let item = frame(Codec::Aac, i * 1_000, 0, true, &[0x21, 0x10]);
+        assert!(pair.client.send_media(&item));
+        settle(&mut pair, &mut hub);
+        let deadline = pair.server.poll_timeout().unwrap();
+        assert!(deadline > Millis(now + 19_000), "at {now}: {deadline:?}");
+        pair.server.handle_timeout(pair.now);
+    }
+    assert_eq!(pair.take_server_media().len(), 60);
+    assert_eq!(pair.server_events, vec![]);
+}
+
+#[test]
+fn an_idle_connection_after_unpublish_is_closed_setup_timeout_later() {
+    let mut hub = Hub::default();
+    let (mut pair, _) = publishing(&mut hub);
+    pair.server_events.clear();
+    pair.now = Millis(100_000);
+    pair.client.stop();
+    settle(&mut pair, &mut hub);
+    assert_eq!(pair.server_events, vec![SessionEvent::PublishStopped]);
+    // The unpublish arrived within the run's first few steps after 100 s.
+    let deadline = pair.server.poll_timeout().unwrap();
+    assert!(
+        deadline > Millis(115_000) && deadline <= pair.now + 15_000,
+        "{deadline:?}"
+    );
+    // Pings keep nothing alive.
+    send_controls(&mut pair, 110_000, &[ping(1)]);
+    assert_eq!(pair.server.poll_timeout(), Some(deadline));
+    pair.server.handle_timeout(deadline - 1);
+    assert_eq!(pair.server.poll_event(), None);
+    pair.server.handle_timeout(deadline);
+    assert_eq!(
+        pair.server.poll_event(),
+        Some(SessionEvent::Closed {
+            reason: "setup timeout"
+        })
+    );
+}
+
+#[test]
+fn bad_stream_names_are_refused_by_the_server_session() {
+    let long = "x".repeat(200);
+    let cases = [
+        (
+            ClientMode::Publish,
+            "a b",
+            RequestKind::Publish,
+            "NetStream.Publish.BadName",
+        ),
+        (
+            ClientMode::Publish,
+            long.as_str(),
+            RequestKind::Publish,
+            "NetStream.Publish.BadName",
+        ),
+        (
+            ClientMode::Play,
+            "..",
+            RequestKind::Play,
+            "NetStream.Play.StreamNotFound",
+        ),
+        (
+            ClientMode::Play,
+            "?token=1",
+            RequestKind::Play,
+            "NetStream.Play.StreamNotFound",
+        ),
+    ];
+    for (mode, stream, kind, code) in cases {
+        let mut hub = Hub::default();
+        let pair = Pair::settled(
+            client_config(mode, stream),
+            RtmpServerConfig::default(),
+            &mut hub,
+        );
+        match pair.server_events.as_slice() {
+            [SessionEvent::BadStreamName { request, .. }, SessionEvent::Closed { .. }] => {
+                assert_eq!(*request, kind, "{stream}");
+            }
+            other => panic!("{stream}: {other:?}"),
+        }
+        assert!(
+            matches!(
+                pair.client_events.first(),
+                Some(ClientEvent::Rejected { code: got, .. }) if got == code
+            ),
+            "{stream}: {:?}",
+            pair.client_events
+        );
+    }
+    // An application name that is no key part is refused the same way.
+    let config = RtmpClientConfig::new(ClientMode::Publish, "", "cam", "rtmp://localhost/");
+    let pair = Pair::settled(config, RtmpServerConfig::default(), &mut Hub::default());
+    assert!(matches!(
+        pair.server_events.as_slice(),
+        [
+            SessionEvent::BadStreamName {
+                request: RequestKind::Publish,
+                ..
+            },
+            SessionEvent::Closed { .. }
+        ]
+    ));
+}
+
 /// A valid client handshake and connect, as the bytes a server reads first.
 fn client_preamble() -> Vec<u8> {
     let pair = Pair::settled(
@@ -533,6 +813,8 @@ proptest! {
             }
         }
         if let Some(error) = failed {
+            // Nothing of the peer's choosing makes the log line long.
+            prop_assert!(error.to_string().len() < 160, "{}", error);
             prop_assert_eq!(server.handle_input(Millis(2), &mut BytesMut::new()), Err(error));
         }
     }

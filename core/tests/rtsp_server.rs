@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mediakit_core::datagram::UdpChannel;
+use mediakit_core::hub::StreamKey;
 use mediakit_core::media::nal::to_length_prefixed;
 use mediakit_core::media::{AacConfig, AvcConfig, Codec, Frame, HevcConfig, Media, TrackConfig};
 use mediakit_core::rtcp::{self, Bye, NtpTimestamp, RtcpPacket, SenderReport};
@@ -17,7 +18,7 @@ use mediakit_core::rtsp::{
     Input, Method, Request, Response, RtpInfo, RtspDecoder, RtspServerConfig, RtspServerSession,
 };
 use mediakit_core::sdp::{SdpCodec, SessionDescription};
-use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
+use mediakit_core::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use mediakit_core::Millis;
 use proptest::prelude::*;
 
@@ -319,6 +320,7 @@ fn accept_all(session: &mut RtspServerSession, events: &[SessionEvent]) {
         match event {
             SessionEvent::PublishRequested { .. } => session.accept_publish(),
             SessionEvent::PlayRequested { .. } => session.accept_play(),
+            SessionEvent::DatagramPortsRequested { .. } => session.accept_datagram_ports(),
             _ => {}
         }
     }
@@ -367,8 +369,7 @@ fn publish_flow_gives_configs_then_the_frames_sent() {
     assert_eq!(
         events,
         [SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "cam".into()
+            key: StreamKey::parse("live", "cam").unwrap()
         }]
     );
     // Nothing is answered or read on until the server decides.
@@ -522,29 +523,32 @@ fn udp_publish_gives_the_same_media_as_interleaved() {
         [SessionEvent::PublishRequested { .. }]
     ));
     session.accept_publish();
+    // Each UDP SETUP waits for the server to route its ports; what follows waits behind it.
+    let mut accepted = Vec::new();
+    let mut asked = Vec::new();
+    loop {
+        let new = events(&mut session);
+        let ports: Vec<(u16, u16)> = new
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::DatagramPortsRequested { rtp, rtcp } => Some((*rtp, *rtcp)),
+                _ => None,
+            })
+            .collect();
+        accepted.extend(new);
+        let [ports] = ports[..] else {
+            assert!(ports.is_empty());
+            break;
+        };
+        asked.push(ports);
+        session.accept_datagram_ports();
+    }
+    assert_eq!(asked, [(5000, 5001), (5002, 5003)]);
     let items = output(&mut session);
     assert_eq!(statuses(&items).len(), 4);
     assert_eq!(
         responses(&items)[1].headers.get("Transport"),
         Some("RTP/AVP;unicast;client_port=5000-5001;server_port=30000-30001;mode=record")
-    );
-    let accepted = events(&mut session);
-    let announced: Vec<&SessionEvent> = accepted
-        .iter()
-        .filter(|e| matches!(e, SessionEvent::DatagramPortsAnnounced { .. }))
-        .collect();
-    assert_eq!(
-        announced,
-        [
-            &SessionEvent::DatagramPortsAnnounced {
-                rtp: 5000,
-                rtcp: 5001
-            },
-            &SessionEvent::DatagramPortsAnnounced {
-                rtp: 5002,
-                rtcp: 5003
-            }
-        ]
     );
     // The same packets as datagrams from the client's ports, with garbage from a port the
     // session does not know and RTP sent to the RTCP socket in between: both are ignored.
@@ -680,8 +684,7 @@ fn ffmpeg_publish_capture_replays() {
     assert_eq!(
         events,
         [SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream: "x".into()
+            key: StreamKey::parse("live", "x").unwrap()
         }]
     );
     session.accept_publish();
@@ -761,8 +764,7 @@ impl Player {
         assert_eq!(
             events,
             [SessionEvent::PlayRequested {
-                app: "live".into(),
-                stream: "cam".into()
+                key: StreamKey::parse("live", "cam").unwrap()
             }]
         );
         session.accept_play();
@@ -817,13 +819,18 @@ impl Player {
                 setup
             };
             let events = feed(&mut self.session, 1, &encode(&setup));
+            if self.udp {
+                // Answered once the server has routed the ports.
+                assert!(self.output().is_empty());
+                self.session.accept_datagram_ports();
+            }
             let items = self.output();
             let response = responses(&items)[0];
             assert_eq!(response.status, 200);
             let answer = response.headers.get("Transport").unwrap();
             if self.udp {
                 let (rtp, rtcp) = (CLIENT_PORT + rtp as u16, CLIENT_PORT + rtcp as u16);
-                assert_eq!(events, [SessionEvent::DatagramPortsAnnounced { rtp, rtcp }]);
+                assert_eq!(events, [SessionEvent::DatagramPortsRequested { rtp, rtcp }]);
                 let expected = format!(
                     "RTP/AVP;unicast;client_port={rtp}-{rtcp};server_port={}-{};ssrc=",
                     SERVER_PORTS.0, SERVER_PORTS.1
@@ -1301,5 +1308,302 @@ proptest! {
         }
         s.handle_input(Millis(1), &mut wire).unwrap();
         events(&mut s);
+    }
+}
+
+/// A player session whose DESCRIBE was answered (UDP ports configured), and the URL of its
+/// first track's SETUP.
+fn described_udp_player() -> (RtspServerSession, String) {
+    let (player, sdp) = Player::describe(&[Media::Config(avc()), Media::Config(aac())]);
+    let control = sdp.media[0].control_url(&player.base);
+    (player.session, control)
+}
+
+fn udp_setup(control: &str, cseq: u32, port: u16) -> Request {
+    let transport = format!("RTP/AVP/UDP;unicast;client_port={}-{}", port, port + 1);
+    request(Method::Setup, control, cseq).header("Transport", &transport)
+}
+
+#[test]
+fn udp_setup_waits_for_the_server_and_holds_what_follows() {
+    let (mut s, control) = described_udp_player();
+    let mut wire = encode(&udp_setup(&control, 2, CLIENT_PORT));
+    wire.put(encode(&request(Method::Options, URL, 3)));
+    let asked = feed(&mut s, 1, &wire);
+    assert_eq!(
+        asked,
+        [SessionEvent::DatagramPortsRequested {
+            rtp: CLIENT_PORT,
+            rtcp: CLIENT_PORT + 1
+        }]
+    );
+    // Neither the SETUP nor the OPTIONS behind it is answered yet, and no deadline runs
+    // while the server decides.
+    assert!(output(&mut s).is_empty());
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(Millis(1_000_000));
+    assert!(events(&mut s).is_empty());
+    // Input that arrives meanwhile waits in order behind them.
+    feed(&mut s, 2, &encode(&request(Method::GetParameter, URL, 4)));
+    assert!(output(&mut s).is_empty());
+    s.accept_datagram_ports();
+    let items = output(&mut s);
+    assert_eq!(
+        statuses(&items),
+        [(200, Some(2)), (200, Some(3)), (200, Some(4))]
+    );
+    let transport = responses(&items)[0].headers.get("Transport").unwrap();
+    assert!(transport.starts_with("RTP/AVP;unicast;client_port=5000-5001;server_port=30000-30001"));
+    assert!(events(&mut s).is_empty());
+    // A second answer has nothing to answer.
+    s.accept_datagram_ports();
+    s.reject(Rejection::PortsInUse);
+    assert!(output(&mut s).is_empty());
+    assert!(s.poll_timeout().is_some());
+}
+
+#[test]
+fn ports_in_use_are_answered_461_and_leave_nothing_set_up() {
+    let (mut s, control) = described_udp_player();
+    let mut wire = encode(&udp_setup(&control, 2, CLIENT_PORT));
+    wire.put(encode(
+        &request(Method::Play, URL, 3).header("Session", "12345678"),
+    ));
+    let events = feed(&mut s, 1, &wire);
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::DatagramPortsRequested { .. }]
+    ));
+    s.reject(Rejection::PortsInUse);
+    let items = output(&mut s);
+    // The PLAY behind it finds no track set up.
+    assert_eq!(statuses(&items), [(461, Some(2)), (455, Some(3))]);
+    assert_eq!(responses(&items)[0].reason, "Unsupported Transport");
+    assert!(self::events(&mut s).is_empty(), "the session goes on");
+    // Datagrams from those ports are nobody's: nothing is sent to them either.
+    s.handle_datagram(
+        Millis(2),
+        UdpChannel::Rtcp,
+        CLIENT_PORT + 1,
+        Bytes::from_static(&[0x80, 201, 0, 1, 0, 0, 0, 9]),
+    );
+    s.send_media(&Media::Frame(video(0, true, true, 10)));
+    assert!(datagram_items(&mut s).is_empty());
+    // ffmpeg then retries the track over TCP, which works.
+    let tcp = request(Method::Setup, &control, 4)
+        .header("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1");
+    assert!(feed(&mut s, 3, &encode(&tcp)).is_empty());
+    let play = request(Method::Play, URL, 5).header("Session", "12345678");
+    feed(&mut s, 4, &encode(&play));
+    let items = output(&mut s);
+    assert_eq!(statuses(&items), [(200, Some(4)), (200, Some(5))]);
+    assert!(items
+        .iter()
+        .any(|item| matches!(item, Input::Interleaved { channel: 0, .. })));
+}
+
+#[test]
+fn a_publisher_udp_setup_refused_records_no_route() {
+    let mut s = udp_session();
+    let setup = Publisher::setup_requests_with(|track| {
+        let port = CLIENT_PORT + track * 2;
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={port}-{};mode=record",
+            port + 1
+        )
+    });
+    feed(&mut s, 0, &setup);
+    s.accept_publish();
+    assert!(matches!(
+        events(&mut s).as_slice(),
+        [.., SessionEvent::DatagramPortsRequested { rtp: 5000, .. }]
+    ));
+    s.reject(Rejection::PortsInUse);
+    assert!(matches!(
+        events(&mut s).as_slice(),
+        [SessionEvent::DatagramPortsRequested { rtp: 5002, .. }]
+    ));
+    s.reject(Rejection::PortsInUse);
+    // RECORD with no track set up is refused; the refused ports carry nothing in.
+    assert_eq!(
+        statuses(&output(&mut s)),
+        [
+            (200, Some(1)),
+            (461, Some(2)),
+            (461, Some(3)),
+            (455, Some(4))
+        ]
+    );
+    let mut rtp = Publisher::new().rtp(&[video(0, true, true, 10)]);
+    let decoder = RtspDecoder::default();
+    while let Some(Input::Interleaved { payload, .. }) = decoder.decode(&mut rtp).unwrap() {
+        s.handle_datagram(Millis(1), UdpChannel::Rtp, CLIENT_PORT, payload);
+    }
+    assert!(events(&mut s).is_empty());
+}
+
+/// A publisher over TCP, recording since time 0.
+fn recording() -> (RtspServerSession, Publisher) {
+    let mut s = session();
+    feed(&mut s, 0, &Publisher::setup_requests());
+    s.accept_publish();
+    assert_eq!(statuses(&output(&mut s)).len(), 4);
+    events(&mut s);
+    assert_eq!(s.phase(), Phase::Media);
+    (s, Publisher::new())
+}
+
+#[test]
+fn a_recording_session_sending_only_keepalives_times_out() {
+    let (mut s, publisher) = recording();
+    for at in (5_000..60_000).step_by(5_000) {
+        // GET_PARAMETER keep-alives, OPTIONS and sender reports are not media.
+        let mut wire =
+            encode(&request(Method::GetParameter, URL, 10).header("Session", "12345678"));
+        wire.put(encode(&request(Method::Options, URL, 11)));
+        wire.put(publisher.reports(0, 0));
+        feed(&mut s, at, &wire);
+        output(&mut s);
+        s.handle_timeout(Millis(at));
+        assert!(events(&mut s).is_empty());
+    }
+    s.handle_timeout(Millis(59_999));
+    assert!(events(&mut s).is_empty());
+    s.handle_timeout(Millis(60_000));
+    assert_eq!(
+        events(&mut s),
+        [
+            SessionEvent::PublishStopped,
+            SessionEvent::Closed {
+                reason: "session timeout"
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_recording_session_sending_rtp_does_not_time_out() {
+    let (mut s, mut publisher) = recording();
+    for (i, at) in (5_000..200_000).step_by(5_000).enumerate() {
+        let frame = video(i as i64 * 40, i == 0, i == 0, 20);
+        feed(&mut s, at, &publisher.rtp(&[frame]));
+        s.handle_timeout(Millis(at));
+        assert!(
+            !events(&mut s)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Closed { .. })),
+            "closed at {at}"
+        );
+        assert!(s.poll_timeout().unwrap() > Millis(at));
+    }
+    // Over UDP the same: RTP datagrams are progress.
+    let mut s = udp_session();
+    let setup = Publisher::setup_requests_with(|track| {
+        let port = CLIENT_PORT + track * 2;
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={port}-{};mode=record",
+            port + 1
+        )
+    });
+    let events_now = feed(&mut s, 0, &setup);
+    accept_all(&mut s, &events_now);
+    for _ in 0..2 {
+        let asked = events(&mut s);
+        accept_all(&mut s, &asked);
+    }
+    assert_eq!(s.phase(), Phase::Media);
+    let mut publisher = Publisher::new();
+    for (i, at) in (30_000..200_000).step_by(30_000).enumerate() {
+        let mut rtp = publisher.rtp(&[video(i as i64 * 40, i == 0, i == 0, 20)]);
+        let decoder = RtspDecoder::default();
+        while let Some(Input::Interleaved { payload, .. }) = decoder.decode(&mut rtp).unwrap() {
+            s.handle_datagram(Millis(at), UdpChannel::Rtp, CLIENT_PORT, payload);
+        }
+        s.handle_timeout(Millis(at));
+        assert!(
+            !events(&mut s)
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Closed { .. })),
+            "closed at {at}"
+        );
+    }
+    // The last RTP came at 180 s: the session lasts until 60 s after it.
+    s.handle_timeout(Millis(239_999));
+    assert!(!events(&mut s)
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Closed { .. })));
+    s.handle_timeout(Millis(240_000));
+    assert!(events(&mut s).contains(&SessionEvent::Closed {
+        reason: "session timeout"
+    }));
+}
+
+#[test]
+fn bad_stream_names_are_answered_400_by_the_session() {
+    let long = "x".repeat(200);
+    let cases = [
+        (
+            Method::Describe,
+            "rtsp://h/live/a/b".to_string(),
+            RequestKind::Play,
+        ),
+        (
+            Method::Describe,
+            "rtsp://h/live".to_string(),
+            RequestKind::Play,
+        ),
+        (
+            Method::Describe,
+            format!("rtsp://h/live/{long}"),
+            RequestKind::Play,
+        ),
+        (
+            Method::Announce,
+            "rtsp://h/live/a..b".to_string(),
+            RequestKind::Publish,
+        ),
+        (
+            Method::Announce,
+            "rtsp://h/".to_string(),
+            RequestKind::Publish,
+        ),
+    ];
+    for (method, url, kind) in cases {
+        let mut s = session();
+        let mut wire = if method == Method::Announce {
+            let sdp = SessionDescription::from_tracks(&[avc()], "test").to_string();
+            encode(&request(method, &url, 1).body(Bytes::from(sdp)))
+        } else {
+            encode(&request(method, &url, 1))
+        };
+        // A request pipelined behind it is not answered: the session is over.
+        wire.put(encode(&request(Method::Options, URL, 2)));
+        let events = feed(&mut s, 0, &wire);
+        match events.as_slice() {
+            [SessionEvent::BadStreamName { request, .. }, SessionEvent::Closed { .. }] => {
+                assert_eq!(*request, kind, "{url}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+        let items = output(&mut s);
+        assert_eq!(statuses(&items), [(400, Some(1))], "{url}");
+        assert_eq!(
+            responses(&items)[0].reason,
+            "Bad Request (invalid stream name)"
+        );
+    }
+}
+
+proptest! {
+    /// Whatever a peer sends, the error that ends the session prints no text of its choosing.
+    #[test]
+    fn errors_print_bounded_lines(
+        junk in proptest::collection::vec(any::<u8>(), 0..3_000),
+    ) {
+        let mut s = session();
+        let mut input = BytesMut::from(&junk[..]);
+        if let Err(error) = s.handle_input(Millis(0), &mut input) {
+            prop_assert!(error.to_string().len() < 160, "{}", error);
+        }
     }
 }

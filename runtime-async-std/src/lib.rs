@@ -27,9 +27,9 @@ use async_io::{Async, Timer};
 use bytes::BytesMut;
 use mediakit_core::datagram::Datagram;
 use mediakit_core::{Millis, OutQueue};
-use mediakit_server::{clock, seed};
 use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer as EngineTimer};
 use mediakit_server::socket::{self, send_queue, DatagramSender};
+use mediakit_server::{clock, seed};
 use socket2::SockRef;
 
 pub use mediakit_server::engine::Server;

@@ -29,7 +29,9 @@ pub fn now() -> Millis {
 pub fn instant_at(at: Millis) -> Instant {
     let epoch = epoch();
     let offset = Duration::from_millis(at.0).min(FAR_FUTURE);
-    epoch.checked_add(offset).unwrap_or(epoch + Duration::from_secs(365 * 24 * 3600))
+    epoch
+        .checked_add(offset)
+        .unwrap_or(epoch + Duration::from_secs(365 * 24 * 3600))
 }
 
 #[cfg(test)]

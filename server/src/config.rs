@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use mediakit_core::admission::AdmissionConfig;
 use mediakit_core::guard::GuardConfig;
+use mediakit_core::hls::CatalogConfig;
 use mediakit_core::hub::HubConfig;
 use serde::Deserialize;
 
@@ -319,30 +320,135 @@ impl ServerConfig {
         let usize_ = |value: usize| value as u64;
         let checks: [(&str, u64, u64, u64); 25] = [
             ("server.workers", usize_(self.server.workers), 1, 1024),
-            ("server.error_logs_per_second", u64::from(self.server.error_logs_per_second), 0, 100_000),
-            ("server.max_connections", usize_(self.server.max_connections), 1, 10_000_000),
-            ("server.max_connections_per_ip", usize_(self.server.max_connections_per_ip), 0, 10_000_000),
-            ("server.send_timeout_ms", self.server.send_timeout_ms, 100, DAY_MS),
-            ("server.max_output_backlog_bytes", usize_(self.server.max_output_backlog_bytes), MIN_BUDGET, 1 << 30),
-            ("server.tcp_keepalive_secs", self.server.tcp_keepalive_secs, 0, 24 * 3600),
-            ("rtmp.chunk_size", u64::from(self.rtmp.chunk_size), 128, 0xFF_FFFF),
-            ("rtmp.max_message_bytes", u64::from(self.rtmp.max_message_bytes), 1024, 64 << 20),
-            ("rtmp.handshake_timeout_ms", self.rtmp.handshake_timeout_ms, 100, DAY_MS),
-            ("rtmp.publish_idle_timeout_ms", self.rtmp.publish_idle_timeout_ms, 100, DAY_MS),
-            ("http.request_timeout_ms", self.http.request_timeout_ms, 100, DAY_MS),
-            ("rtsp.session_timeout_ms", self.rtsp.session_timeout_ms, 1_000, DAY_MS),
-            ("hls.target_duration_ms", self.hls.target_duration_ms, 100, 600_000),
+            (
+                "server.error_logs_per_second",
+                u64::from(self.server.error_logs_per_second),
+                0,
+                100_000,
+            ),
+            (
+                "server.max_connections",
+                usize_(self.server.max_connections),
+                1,
+                10_000_000,
+            ),
+            (
+                "server.max_connections_per_ip",
+                usize_(self.server.max_connections_per_ip),
+                0,
+                10_000_000,
+            ),
+            (
+                "server.send_timeout_ms",
+                self.server.send_timeout_ms,
+                100,
+                DAY_MS,
+            ),
+            (
+                "server.max_output_backlog_bytes",
+                usize_(self.server.max_output_backlog_bytes),
+                MIN_BUDGET,
+                1 << 30,
+            ),
+            (
+                "server.tcp_keepalive_secs",
+                self.server.tcp_keepalive_secs,
+                0,
+                24 * 3600,
+            ),
+            (
+                "rtmp.chunk_size",
+                u64::from(self.rtmp.chunk_size),
+                128,
+                0xFF_FFFF,
+            ),
+            (
+                "rtmp.max_message_bytes",
+                u64::from(self.rtmp.max_message_bytes),
+                1024,
+                64 << 20,
+            ),
+            (
+                "rtmp.handshake_timeout_ms",
+                self.rtmp.handshake_timeout_ms,
+                100,
+                DAY_MS,
+            ),
+            (
+                "rtmp.publish_idle_timeout_ms",
+                self.rtmp.publish_idle_timeout_ms,
+                100,
+                DAY_MS,
+            ),
+            (
+                "http.request_timeout_ms",
+                self.http.request_timeout_ms,
+                100,
+                DAY_MS,
+            ),
+            (
+                "rtsp.session_timeout_ms",
+                self.rtsp.session_timeout_ms,
+                1_000,
+                DAY_MS,
+            ),
+            (
+                "hls.target_duration_ms",
+                self.hls.target_duration_ms,
+                100,
+                600_000,
+            ),
             ("hls.window", usize_(self.hls.window), 1, 1_000),
-            ("hls.max_stream_bytes", usize_(self.hls.max_stream_bytes), MIN_BUDGET, 1 << 40),
-            ("hls.max_total_bytes", usize_(self.hls.max_total_bytes), MIN_BUDGET, 1 << 40),
+            (
+                "hls.max_stream_bytes",
+                usize_(self.hls.max_stream_bytes),
+                MIN_BUDGET,
+                1 << 40,
+            ),
+            (
+                "hls.max_total_bytes",
+                usize_(self.hls.max_total_bytes),
+                MIN_BUDGET,
+                1 << 40,
+            ),
             ("hls.linger_ms", self.hls.linger_ms, 0, DAY_MS),
             ("hub.play_wait_ms", self.hub.play_wait_ms, 0, DAY_MS),
-            ("hub.gop_max_frames", usize_(self.hub.gop_max_frames), 1, 1 << 20),
-            ("hub.gop_max_bytes", usize_(self.hub.gop_max_bytes), MIN_BUDGET, 1 << 32),
-            ("hub.reader_max_items", usize_(self.hub.reader_max_items), 1, 1 << 20),
-            ("hub.reader_max_bytes", usize_(self.hub.reader_max_bytes), MIN_BUDGET, 1 << 32),
-            ("hub.reader_max_overflows", u64::from(self.hub.reader_max_overflows), 1, 1_000),
-            ("rtsp.rtp_port_range[0]", u64::from(self.rtsp.rtp_port_range[0]), 0, u64::from(self.rtsp.rtp_port_range[1])),
+            (
+                "hub.gop_max_frames",
+                usize_(self.hub.gop_max_frames),
+                1,
+                1 << 20,
+            ),
+            (
+                "hub.gop_max_bytes",
+                usize_(self.hub.gop_max_bytes),
+                MIN_BUDGET,
+                1 << 32,
+            ),
+            (
+                "hub.reader_max_items",
+                usize_(self.hub.reader_max_items),
+                1,
+                1 << 20,
+            ),
+            (
+                "hub.reader_max_bytes",
+                usize_(self.hub.reader_max_bytes),
+                MIN_BUDGET,
+                1 << 32,
+            ),
+            (
+                "hub.reader_max_overflows",
+                u64::from(self.hub.reader_max_overflows),
+                1,
+                1_000,
+            ),
+            (
+                "rtsp.rtp_port_range[0]",
+                u64::from(self.rtsp.rtp_port_range[0]),
+                0,
+                u64::from(self.rtsp.rtp_port_range[1]),
+            ),
         ];
         for (name, value, min, max) in checks {
             if !(min..=max).contains(&value) {
@@ -350,6 +456,17 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The core's HLS catalog settings from `[hls]`.
+    pub fn hls_catalog_config(&self) -> CatalogConfig {
+        let mut catalog = CatalogConfig::default();
+        catalog.segmenter.target_duration_ms = self.hls.target_duration_ms;
+        catalog.segmenter.window = self.hls.window;
+        catalog.segmenter.max_stream_bytes = self.hls.max_stream_bytes;
+        catalog.linger_ms = self.hls.linger_ms;
+        catalog.max_total_bytes = self.hls.max_total_bytes;
+        catalog
     }
 
     /// The core's per-connection defences from this configuration.
@@ -498,8 +615,8 @@ mod tests {
             let config: ServerConfig = toml::from_str(toml).map_err(|e| e.to_string())?;
             config.validate().map(|()| config)
         };
-        let error = load("[server]\nsend_timeout_ms = 18446744073709551615\nworkers = 1\n")
-            .unwrap_err();
+        let error =
+            load("[server]\nsend_timeout_ms = 9223372036854775807\nworkers = 1\n").unwrap_err();
         assert!(error.contains("server.send_timeout_ms"), "{error}");
         let error = load("[hub]\nplay_wait_ms = 99999999999\n[server]\nworkers = 1\n").unwrap_err();
         assert!(error.contains("hub.play_wait_ms"), "{error}");

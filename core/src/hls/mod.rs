@@ -1,5 +1,21 @@
 //! HTTP Live Streaming (RFC 8216): a live segmenter that cuts the MPEG-TS of one stream into
-//! segments and keeps a sliding-window media playlist over them.
+//! segments and keeps a sliding-window media playlist over them, and a server-wide catalog of
+//! every stream's playlist and segments.
+//!
+//! ## Who holds what
+//!
+//! A server keeps one [`HlsCatalog`] (see [`catalog`]) behind a lock. A publisher's
+//! connection gets an [`HlsPublication`] from [`HlsCatalog::start`] and feeds it every media
+//! item with no lock; when a segment closes it locks the catalog once to
+//! [`HlsCatalog::publish`] a new [`Snapshot`]. HTTP handlers lock it once per request to
+//! clone the `Arc<Snapshot>` of a stream, or to wait for its first segment in the shared
+//! [`WaitList`](crate::wait::WaitList), woken by the publish that brings it. When the
+//! publisher leaves ([`HlsCatalog::stop`]), the stream is parked: its playlist ends with
+//! `EXT-X-ENDLIST` and stays served for a linger time, during which a returning publisher
+//! continues it after `EXT-X-DISCONTINUITY`. All streams, live and parked, share one byte
+//! budget, and the catalog says what each stream's directory should hold
+//! ([`DiskState`]) so that a disk writer reconciles rather than replays file operations.
+//! Time is passed in as [`Millis`](crate::time::Millis).
 //!
 //! [`HlsSegmenter`] is owned by the worker of the stream's publisher and fed the same
 //! [`Media`](crate::media::Media) the hub fans out. It reads no clock: segment durations come
@@ -39,11 +55,19 @@
 //! ask for them), and while their total stays within [`HlsConfig::max_stream_bytes`]; the
 //! oldest go first, and the newest segment is always kept. The segment being filled is
 //! bounded by `max_segment_bytes` plus one frame. The window shrinks to what the budget
-//! holds: every segment the playlist lists can be fetched.
+//! holds: every segment the playlist lists can be fetched. Across streams, the catalog holds
+//! all of them to [`CatalogConfig::max_total_bytes`] (parked streams go first, then a
+//! publisher's oldest segments, see [`HlsSegmenter::trim_to`]); each live stream still keeps
+//! its newest segment.
 
+pub mod catalog;
 mod playlist;
 mod segmenter;
 
+pub use catalog::{
+    reconcile, CatalogConfig, CatalogError, DiskPlan, DiskState, HlsCatalog, HlsPublication,
+    Published, Snapshot,
+};
 pub use segmenter::HlsSegmenter;
 
 use alloc::string::String;

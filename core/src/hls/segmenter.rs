@@ -220,19 +220,29 @@ impl HlsSegmenter {
     /// finish rather than poll. Frames pushed later start a new segment at a keyframe (and
     /// drop the end tag); call [`HlsSegmenter::restart`] first if they come from a new
     /// publisher.
+    ///
+    /// The buffers kept for the next frames are given back (see
+    /// [`HlsSegmenter::buffered_capacity`]): a finished segmenter may be kept a while for a
+    /// publisher that may never return, and should then hold only its segments.
     pub fn finish(&mut self) -> Option<Segment> {
         self.awaiting_keyframe = true;
         self.ended = true;
-        if self.partial_frames == 0 {
+        let closed = if self.partial_frames == 0 {
             if self.playlist.is_some() {
                 self.render();
             }
-            return None;
-        }
-        // No next frame tells where this one ends: count the last frame as long as the step
-        // before it.
-        let duration = self.partial_elapsed_ms.saturating_add(self.clock.last_step);
-        Some(self.close(duration))
+            None
+        } else {
+            // No next frame tells where this one ends: count the last frame as long as the
+            // step before it.
+            let duration = self.partial_elapsed_ms.saturating_add(self.clock.last_step);
+            Some(self.close(duration))
+        };
+        self.partial = BytesMut::new();
+        self.arena = BytesMut::new();
+        self.frame_out = OutQueue::new();
+        self.tables_out = OutQueue::new();
+        closed
     }
 
     /// Turns the partial segment into a stored one, applies the retention limits and renders
@@ -285,6 +295,25 @@ impl HlsSegmenter {
                 self.stored_bytes -= oldest.bytes.len();
             }
         }
+    }
+
+    /// Drops the oldest segments while the stored ones hold more than `max_bytes` and more
+    /// than one is stored (the newest always stays, as with
+    /// [`HlsConfig::max_stream_bytes`]), and renders the playlist again if any went: it lists
+    /// only segments that can be fetched. This is for a budget shared by many streams, which
+    /// one segmenter cannot see. Returns how many were dropped.
+    pub fn trim_to(&mut self, max_bytes: usize) -> usize {
+        let mut dropped = 0;
+        while self.stored_bytes > max_bytes && self.segments.len() > 1 {
+            if let Some(oldest) = self.segments.pop_front() {
+                self.stored_bytes -= oldest.bytes.len();
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.render();
+        }
+        dropped
     }
 
     fn render(&mut self) {
@@ -345,6 +374,13 @@ impl HlsSegmenter {
     /// Bytes of the segment being filled.
     pub fn partial_bytes(&self) -> usize {
         self.partial.len()
+    }
+
+    /// Bytes allocated beyond the stored segments: the buffer of the segment being filled
+    /// and the muxer's output buffer, kept from frame to frame so that steady-state
+    /// segmenting does not allocate. Zero after [`HlsSegmenter::finish`].
+    pub fn buffered_capacity(&self) -> usize {
+        self.partial.capacity() + self.arena.capacity()
     }
 }
 

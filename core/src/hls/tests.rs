@@ -14,7 +14,7 @@ use crate::ts::{ms_to_ticks, TsDemuxer, DEFAULT_TIMESTAMP_OFFSET_MS, PACKET_LEN,
 const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50];
 const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb];
 
-fn avc() -> Media {
+pub(super) fn avc() -> Media {
     Media::Config(TrackConfig::Avc(AvcConfig {
         record: Bytes::new(),
         profile: 100,
@@ -26,12 +26,12 @@ fn avc() -> Media {
     }))
 }
 
-fn aac() -> Media {
+pub(super) fn aac() -> Media {
     Media::Config(TrackConfig::Aac(AacConfig::new(2, 44_100, 2).unwrap()))
 }
 
 /// A video frame whose single NAL unit carries its DTS, so it can be recognised after demux.
-fn video(dts: i64, keyframe: bool, size: usize) -> Frame {
+pub(super) fn video(dts: i64, keyframe: bool, size: usize) -> Frame {
     let mut unit = vec![if keyframe { 0x65 } else { 0x41 }];
     unit.extend_from_slice(&dts.to_be_bytes());
     unit.resize(size.max(unit.len()), 0xab);
@@ -46,7 +46,7 @@ fn video(dts: i64, keyframe: bool, size: usize) -> Frame {
     }
 }
 
-fn audio(dts: i64) -> Frame {
+pub(super) fn audio(dts: i64) -> Frame {
     let mut payload = vec![0x21];
     payload.extend_from_slice(&dts.to_be_bytes());
     Frame {
@@ -380,6 +380,60 @@ fn the_byte_budget_drops_the_oldest_segments() {
     // The playlist lists only what can be fetched.
     assert_eq!(extinfs(&feeder.playlist()).len(), fit);
     assert_eq!(feeder.hls.media_sequence(), 10 - fit as u64);
+}
+
+#[test]
+fn trimming_drops_the_oldest_but_keeps_the_newest() {
+    let mut feeder = Feeder::new(config(1_000, 3), &[avc()]);
+    feeder.av(0, 5_040, 1_000, false);
+    assert_eq!(feeder.hls.segments().len(), 5);
+    let each = feeder.closed[0].0.bytes.len();
+    let before = feeder.playlist();
+    assert_eq!(feeder.hls.trim_to(5 * each), 0);
+    assert_eq!(
+        feeder.playlist(),
+        before,
+        "nothing dropped, nothing rendered"
+    );
+    // Room for two and a half: the three oldest go.
+    assert_eq!(feeder.hls.trim_to(5 * each / 2), 3);
+    assert_eq!(feeder.hls.stored_bytes(), 2 * each);
+    let kept: Vec<u64> = feeder.hls.segments().map(|s| s.sequence).collect();
+    assert_eq!(kept, [3, 4]);
+    let playlist = feeder.playlist();
+    assert_eq!(tag(&playlist, "#EXT-X-MEDIA-SEQUENCE"), Some(3));
+    assert_eq!(extinfs(&playlist).len(), 2);
+    // The newest stays whatever the budget.
+    assert_eq!(feeder.hls.trim_to(0), 1);
+    assert_eq!(feeder.hls.segments().len(), 1);
+    assert_eq!(
+        feeder.hls.segment(4).unwrap().bytes,
+        feeder.closed[4].0.bytes
+    );
+    assert_eq!(feeder.hls.trim_to(0), 0);
+    // The stream goes on after a trim.
+    feeder.av(5_040, 2_000, 1_000, false);
+    let kept: Vec<u64> = feeder.hls.segments().map(|s| s.sequence).collect();
+    assert_eq!(kept, [4, 5]);
+    assert_eq!(feeder.hls.media_sequence(), 4);
+}
+
+#[test]
+fn finishing_gives_the_frame_buffers_back() {
+    let mut feeder = Feeder::new(config(1_000, 3), &[avc(), aac()]);
+    feeder.av(0, 2_500, 1_000, true);
+    assert!(feeder.hls.buffered_capacity() > 0);
+    feeder.finish().unwrap();
+    assert_eq!(feeder.hls.buffered_capacity(), 0);
+    assert_eq!(feeder.hls.partial_bytes(), 0);
+    // A publisher that comes back gets them again.
+    feeder.restart();
+    for track in [avc(), aac()] {
+        feeder.hls.push(&track).unwrap();
+    }
+    feeder.av(0, 2_000, 1_000, true);
+    assert!(feeder.hls.buffered_capacity() > 0);
+    assert!(feeder.playlist().contains("#EXT-X-DISCONTINUITY\n"));
 }
 
 #[test]

@@ -7,15 +7,19 @@
 //! - one [`LocalSource`] per stream per worker that serves it, owned by that worker with no
 //!   lock. The publisher's worker pushes each [`Media`] item into its own `LocalSource` and sends
 //!   it once to every other worker that has players of the stream, which push it into theirs;
+//!   its [`Forwarder`] decides which workers get each item, and resyncs one whose inbox was
+//!   full with a GOP snapshot at the next keyframe;
 //! - inside a `LocalSource`, a [`GopCache`] so a new player starts at once at a keyframe, and a
 //!   [`ReaderQueue`] per player that bounds what a slow player can hold.
 
+mod forward;
 mod gop;
 mod key;
 mod reader;
 mod registry;
 mod source;
 
+pub use forward::{is_resync_point, Forward, ForwardOutcome, Forwarder};
 pub use gop::{GopCache, GopConfig};
 pub use key::{strip_query, KeyError, KeyPart, StreamKey, MAX_KEY_PART_LEN};
 pub use reader::{PushOutcome, ReaderLimits, ReaderQueue};

@@ -247,7 +247,7 @@ impl RtmpClientSession {
             input.clear();
             return Ok(());
         }
-        let result = self.process(input);
+        let result = self.process(now, input);
         self.failed.record(result)
     }
 
@@ -329,7 +329,7 @@ impl RtmpClientSession {
         }
     }
 
-    fn process(&mut self, input: &mut BytesMut) -> Result<(), RtmpClientError> {
+    fn process(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtmpClientError> {
         if self.state == State::Handshake {
             self.handshake.handle_input(input)?;
             if let Some(c2) = self.handshake.take_output() {
@@ -342,7 +342,7 @@ impl RtmpClientSession {
         }
         loop {
             match self.link.next_message(input)? {
-                Some(message) => self.on_message(message)?,
+                Some(message) => self.on_message(now, message)?,
                 None => return Ok(()),
             }
             if self.state == State::Closed {
@@ -395,11 +395,11 @@ impl RtmpClientSession {
         self.call("connect", Call::Connect, &[Amf0Value::Object(properties)])
     }
 
-    fn on_message(&mut self, message: Message) -> Result<(), RtmpClientError> {
+    fn on_message(&mut self, now: Millis, message: Message) -> Result<(), RtmpClientError> {
         let header = message.header;
         match header.type_id {
             type_id if ControlMessage::is_control(type_id) => {
-                self.on_control(ControlMessage::parse(type_id, &message.payload)?)
+                self.on_control(now, ControlMessage::parse(type_id, &message.payload)?)
             }
             types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
                 let command =
@@ -427,8 +427,8 @@ impl RtmpClientSession {
         }
     }
 
-    fn on_control(&mut self, control: ControlMessage) -> Result<(), RtmpClientError> {
-        match self.link.handle_control(control)? {
+    fn on_control(&mut self, now: Millis, control: ControlMessage) -> Result<(), RtmpClientError> {
+        match self.link.handle_control(now, control)? {
             Some(ControlMessage::SetPeerBandwidth { window, .. }) => {
                 self.announce_window(window)?
             }
@@ -621,7 +621,7 @@ mod tests {
     use crate::outq::OutQueue;
     use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, MessageHeader};
     use crate::rtmp::handshake::ServerHandshake;
-    use crate::rtmp::message::BandwidthLimit;
+    use crate::rtmp::message::{BandwidthLimit, MIN_ACK_WINDOW};
     use alloc::vec;
 
     /// A hand-driven server: its handshake, and a chunk encoder and decoder for messages we
@@ -791,6 +791,7 @@ mod tests {
     #[test]
     fn answers_the_servers_control_messages() {
         let (mut client, mut server, _) = connected(ClientMode::Publish);
+        // Below the floor: the client acknowledges every MIN_ACK_WINDOW bytes instead.
         server.control(ControlMessage::WindowAckSize(1_000));
         server.control(ControlMessage::SetPeerBandwidth {
             window: 5_000,
@@ -801,7 +802,7 @@ mod tests {
             timestamp: 77,
         }));
         // Large enough to need the new chunk size, and to pass the acknowledgement window.
-        let padding = Amf0Value::string("x".repeat(2_000));
+        let padding = Amf0Value::string("x".repeat(6_000));
         server.command(0, "onBWDone", 0.0, &[Amf0Value::Null, padding]);
         server.send(&mut client, 2).unwrap();
         let sent = controls(&server.receive(&mut client));
@@ -814,7 +815,7 @@ mod tests {
         let ControlMessage::Acknowledgement { sequence } = sent[2] else {
             panic!("expected an acknowledgement, got {:?}", sent[2]);
         };
-        assert!(sequence > 2_000);
+        assert!(sequence > MIN_ACK_WINDOW);
         // The same bandwidth again needs no answer.
         server.control(ControlMessage::SetPeerBandwidth {
             window: 5_000,

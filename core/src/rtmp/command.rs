@@ -10,8 +10,10 @@ use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message, MessageHeade
 use super::message::{types, AckTracker, ControlMessage, UserControlEvent};
 use crate::amf0::{self, Amf0Error, Amf0Value};
 use crate::flv::{self, FlvError, TagType};
+use crate::limit::RateLimit;
 use crate::media::Media;
 use crate::outq::OutQueue;
+use crate::time::Millis;
 use crate::wire::Reader;
 
 /// Chunk stream for connection-level commands and their replies.
@@ -22,6 +24,10 @@ pub const CSID_AUDIO: u32 = 4;
 pub const CSID_STREAM: u32 = 5;
 /// Chunk stream for video messages.
 pub const CSID_VIDEO: u32 = 6;
+
+/// The most Ping Requests answered per second on one connection; the rest are ignored, so a
+/// peer that pings in a loop without reading cannot make us queue a Ping Response for each.
+pub const MAX_PINGS_PER_SECOND: u32 = 10;
 
 /// `@setDataFrame` as an AMF0 string: a publisher puts it before `onMetaData` so the server
 /// keeps the metadata for players instead of treating it as a one-off call.
@@ -213,6 +219,8 @@ pub struct ChunkLink {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     ack: AckTracker,
+    /// Ping Requests answered in the current second.
+    pings: RateLimit,
     /// Where the small headers of media tag bodies are built.
     arena: BytesMut,
     /// The bytes waiting to be sent.
@@ -226,6 +234,7 @@ impl ChunkLink {
             decoder: ChunkDecoder::new(max_message_len),
             encoder: ChunkEncoder::new(),
             ack: AckTracker::new(0),
+            pings: RateLimit::new(MAX_PINGS_PER_SECOND, 1_000),
             arena: BytesMut::new(),
             out: OutQueue::new(),
         }
@@ -242,10 +251,13 @@ impl ChunkLink {
         Ok(message)
     }
 
-    /// Applies Set Chunk Size, Abort, Window Acknowledgement Size and Ping Request (answered
-    /// with a Ping Response); any other control message is handed back for the session.
+    /// Applies Set Chunk Size, Abort, Window Acknowledgement Size (raised to
+    /// [`super::message::MIN_ACK_WINDOW`]) and Ping Request (answered with a Ping Response, at
+    /// most [`MAX_PINGS_PER_SECOND`] per second counted at `now`); any other control message
+    /// is handed back for the session.
     pub fn handle_control(
         &mut self,
+        now: Millis,
         control: ControlMessage,
     ) -> Result<Option<ControlMessage>, ChunkError> {
         match control {
@@ -253,9 +265,11 @@ impl ChunkLink {
             ControlMessage::Abort { csid } => self.decoder.abort(csid),
             ControlMessage::WindowAckSize(window) => self.ack.set_window(window),
             ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp }) => {
-                let pong =
-                    ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
-                self.write_control(&pong)?;
+                if self.pings.allow(now) {
+                    let pong =
+                        ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp });
+                    self.write_control(&pong)?;
+                }
             }
             other => return Ok(Some(other)),
         }
@@ -313,6 +327,127 @@ impl ChunkLink {
                 .write(&header, &[prefix, tag.header, tag.payload], out)
         } else {
             self.encoder.write(&header, &[tag.header, tag.payload], out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::message::MIN_ACK_WINDOW;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    /// The control messages a link queued since the last call, decoded as its peer reads
+    /// them with `decoder`.
+    fn sent_controls(link: &mut ChunkLink, decoder: &mut ChunkDecoder) -> Vec<ControlMessage> {
+        let mut bytes = BytesMut::new();
+        for segment in link.out.segments() {
+            bytes.extend_from_slice(segment);
+        }
+        let queued = link.out.queued_bytes();
+        link.out.advance(queued);
+        let mut controls = Vec::new();
+        while let Some(message) = decoder.decode(&mut bytes).unwrap() {
+            controls.push(ControlMessage::parse(message.header.type_id, &message.payload).unwrap());
+        }
+        assert!(bytes.is_empty());
+        controls
+    }
+
+    fn ping(timestamp: u32) -> ControlMessage {
+        ControlMessage::UserControl(UserControlEvent::PingRequest { timestamp })
+    }
+
+    #[test]
+    fn a_thousand_pings_in_a_second_get_at_most_ten_answers() {
+        let mut link = ChunkLink::new(1 << 16);
+        for i in 0..1_000u32 {
+            let now = Millis(5_000 + u64::from(i));
+            assert_eq!(link.handle_control(now, ping(i)).unwrap(), None);
+        }
+        let mut decoder = ChunkDecoder::new(1 << 20);
+        let pongs = sent_controls(&mut link, &mut decoder);
+        assert_eq!(pongs.len(), MAX_PINGS_PER_SECOND as usize);
+        // The first ones are answered, in order, with their own timestamps.
+        for (i, pong) in pongs.iter().enumerate() {
+            let expected = UserControlEvent::PingResponse {
+                timestamp: i as u32,
+            };
+            assert_eq!(pong, &ControlMessage::UserControl(expected));
+        }
+        // The next second answers again.
+        link.handle_control(Millis(6_000), ping(7)).unwrap();
+        assert_eq!(sent_controls(&mut link, &mut decoder).len(), 1);
+    }
+
+    #[test]
+    fn a_one_byte_window_acknowledges_once_per_floor() {
+        let mut link = ChunkLink::new(1 << 16);
+        link.handle_control(Millis(0), ControlMessage::WindowAckSize(1))
+            .unwrap();
+        // 1000 small messages (a 12-byte header and a 5-byte body, or fewer header bytes once
+        // compressed): an acknowledgement would be due after each one at a window of 1.
+        let mut encoder = ChunkEncoder::new();
+        let mut out = OutQueue::new();
+        let header = MessageHeader {
+            csid: CSID_STREAM,
+            timestamp: 0,
+            type_id: super::types::DATA_AMF0,
+            stream_id: 1,
+        };
+        for _ in 0..1_000 {
+            let body = Bytes::from_static(&[5, 0, 0, 0, 0]);
+            encoder.write(&header, &[body], &mut out).unwrap();
+        }
+        let mut input = BytesMut::new();
+        for segment in out.segments() {
+            input.extend_from_slice(segment);
+        }
+        let total = input.len();
+        while link.next_message(&mut input).unwrap().is_some() {}
+        let acks = sent_controls(&mut link, &mut ChunkDecoder::new(1 << 20));
+        assert!(!acks.is_empty());
+        assert!(
+            acks.len() <= total / MIN_ACK_WINDOW as usize,
+            "{}",
+            acks.len()
+        );
+        let mut last = 0;
+        for ack in acks {
+            let ControlMessage::Acknowledgement { sequence } = ack else {
+                panic!("{ack:?}");
+            };
+            assert!(sequence - last >= MIN_ACK_WINDOW);
+            last = sequence;
+        }
+    }
+
+    proptest! {
+        /// Against a model of fixed one-second windows that start at the first ping after the
+        /// last window ended: exactly the pings the model allows are answered.
+        #[test]
+        fn pings_answered_match_a_window_model(
+            gaps in proptest::collection::vec(0u64..300, 1..400),
+        ) {
+            let mut link = ChunkLink::new(1 << 16);
+            let mut now = 0u64;
+            let (mut window_start, mut in_window) = (None::<u64>, 0u32);
+            let mut expected = 0usize;
+            for (i, gap) in gaps.into_iter().enumerate() {
+                now += gap;
+                if window_start.is_none_or(|start| now - start >= 1_000) {
+                    window_start = Some(now);
+                    in_window = 0;
+                }
+                if in_window < MAX_PINGS_PER_SECOND {
+                    in_window += 1;
+                    expected += 1;
+                }
+                link.handle_control(Millis(now), ping(i as u32)).unwrap();
+            }
+            let sent = sent_controls(&mut link, &mut ChunkDecoder::new(1 << 20));
+            prop_assert_eq!(sent.len(), expected);
         }
     }
 }

@@ -342,6 +342,11 @@ fn put_event(buf: &mut BytesMut, event_type: u16, value: u32) {
     buf.put_u32(value);
 }
 
+/// The smallest acknowledgement window a peer gets, in bytes: a Window Acknowledgement Size
+/// below it is raised to it. A window of a few bytes would make us queue an Acknowledgement
+/// for every message read, replies a peer that never reads could pile up without end.
+pub const MIN_ACK_WINDOW: u32 = 4096;
+
 /// Counts received bytes and says when an Acknowledgement is due.
 ///
 /// The peer announces a window with Window Acknowledgement Size; the receiver must acknowledge
@@ -364,9 +369,9 @@ impl AckTracker {
         }
     }
 
-    /// Applies the peer's Window Acknowledgement Size.
+    /// Applies the peer's Window Acknowledgement Size, raised to [`MIN_ACK_WINDOW`].
     pub fn set_window(&mut self, window: u32) {
-        self.window = window;
+        self.window = window.max(MIN_ACK_WINDOW);
     }
 
     /// The current window (0 when none was announced).
@@ -501,20 +506,32 @@ mod tests {
     fn acknowledgements_follow_the_window() {
         let mut tracker = AckTracker::new(0);
         assert_eq!(tracker.on_received(1_000_000), None);
-        tracker.set_window(1000);
+        tracker.set_window(10_000);
         // Bytes before the window was set count towards the first acknowledgement.
         assert_eq!(tracker.on_received(1), Some(1_000_001));
-        assert_eq!(tracker.on_received(999), None);
+        assert_eq!(tracker.on_received(9_999), None);
         assert_eq!(
             tracker.acknowledgement(1),
             Some(ControlMessage::Acknowledgement {
-                sequence: 1_001_001
+                sequence: 1_010_001
             })
         );
         // The sequence number wraps at 2^32.
         let mut tracker = AckTracker::new(10);
         assert_eq!(tracker.on_received(u32::MAX as usize), Some(u32::MAX));
         assert_eq!(tracker.on_received(11), Some(10));
+    }
+
+    #[test]
+    fn small_windows_are_raised_to_the_floor() {
+        for asked in [0, 1, 100, MIN_ACK_WINDOW - 1] {
+            let mut tracker = AckTracker::new(0);
+            tracker.set_window(asked);
+            assert_eq!(tracker.window(), MIN_ACK_WINDOW, "{asked}");
+        }
+        let mut tracker = AckTracker::new(0);
+        tracker.set_window(MIN_ACK_WINDOW + 1);
+        assert_eq!(tracker.window(), MIN_ACK_WINDOW + 1);
     }
 
     fn event() -> impl Strategy<Value = UserControlEvent> {
@@ -559,6 +576,35 @@ mod tests {
     }
 
     proptest! {
+        /// Against a model that counts bytes since the last acknowledgement: whatever window
+        /// the peer asks for and however the bytes arrive, acknowledgements come exactly when
+        /// the floored window is full, never closer together than the floor.
+        #[test]
+        fn acknowledgements_match_a_byte_counting_model(
+            asked in any::<u32>(),
+            reads in proptest::collection::vec(0usize..10_000, 0..200),
+        ) {
+            let mut tracker = AckTracker::new(0);
+            tracker.set_window(asked);
+            let window = u64::from(asked.max(MIN_ACK_WINDOW));
+            let (mut total, mut since_ack, mut last_ack) = (0u64, 0u64, None::<u64>);
+            for read in reads {
+                total += read as u64;
+                since_ack += read as u64;
+                let got = tracker.on_received(read);
+                if since_ack >= window {
+                    prop_assert_eq!(got, Some(total as u32));
+                    if let Some(last) = last_ack {
+                        prop_assert!(total - last >= u64::from(MIN_ACK_WINDOW));
+                    }
+                    last_ack = Some(total);
+                    since_ack = 0;
+                } else {
+                    prop_assert_eq!(got, None);
+                }
+            }
+        }
+
         #[test]
         fn control_messages_round_trip(message in control()) {
             prop_assert_eq!(roundtrip(&message), message);

@@ -21,4 +21,4 @@ pub mod server;
 
 pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, Message, MessageHeader};
 pub use handshake::{ClientHandshake, HandshakeError, HandshakeProgress, ServerHandshake};
-pub use message::{AckTracker, ControlMessage, MessageError, UserControlEvent};
+pub use message::{AckTracker, ControlMessage, MessageError, UserControlEvent, MIN_ACK_WINDOW};

@@ -5,7 +5,16 @@
 //! The session asks the server before it accepts anything: a `publish` becomes
 //! [`SessionEvent::PublishRequested`], a `play` becomes [`SessionEvent::PlayRequested`], and
 //! the answer comes back through [`LiveSession::accept_publish`], [`LiveSession::accept_play`]
-//! or [`LiveSession::reject`], which send the `onStatus` replies clients wait for.
+//! or [`LiveSession::reject`], which send the `onStatus` replies clients wait for. A name that
+//! is not a valid [`StreamKey`] is refused by the session itself
+//! ([`SessionEvent::BadStreamName`]).
+//!
+//! Deadlines count only progress that matters: a connection that is neither publishing nor
+//! playing is closed [`RtmpServerConfig::setup_timeout_ms`] after it became so (at connect,
+//! or when its publish or play ended), and a publisher
+//! [`RtmpServerConfig::publish_idle_timeout_ms`] after its last media message; pings,
+//! acknowledgements and commands keep nothing alive. Players and requests waiting for the
+//! server have no deadline here: the server bounds its waits and stalled sends.
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -21,10 +30,11 @@ use super::message::{types, BandwidthLimit, ControlMessage, MessageError, UserCo
 use super::Message;
 use crate::amf0::Amf0Value;
 use crate::flv::FlvError;
+use crate::hub::StreamKey;
 use crate::latch::Latch;
 use crate::media::Media;
 use crate::outq::OutQueue;
-use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use crate::time::Millis;
 
 /// The acknowledgement window and peer bandwidth we announce.
@@ -37,9 +47,10 @@ pub struct RtmpServerConfig {
     pub chunk_size: u32,
     /// The largest message length a peer may declare.
     pub max_message_len: u32,
-    /// A connection that is not publishing or playing by then is closed, in milliseconds.
+    /// A connection that is neither publishing nor playing (nor waiting for the server to
+    /// answer a publish or play) is closed this long after it became so, in milliseconds.
     pub setup_timeout_ms: u64,
-    /// A publisher that sends nothing for this long is closed, in milliseconds.
+    /// A publisher that sends no media message for this long is closed, in milliseconds.
     pub publish_idle_timeout_ms: u64,
 }
 
@@ -101,11 +112,16 @@ pub struct RtmpServerSession {
     link: ChunkLink,
     events: VecDeque<SessionEvent>,
     app: Option<String>,
-    stream_name: String,
+    /// The stream of the current (or last) publish or play.
+    key: Option<StreamKey>,
     next_stream_id: u32,
     mode: Mode,
-    started: Millis,
-    last_input: Millis,
+    /// The latest time passed in.
+    now: Millis,
+    /// When the connection last became idle (neither publishing nor playing).
+    idle_since: Millis,
+    /// When the publisher last sent a media message.
+    last_media: Millis,
     failed: Latch<RtmpError>,
     closed: bool,
     /// Media that arrived after `publish` but before the server answered it (encoders may
@@ -127,11 +143,12 @@ impl RtmpServerSession {
             stage: Stage::Handshake(ServerHandshake::from_seed(random, now.0 as u32)),
             events: VecDeque::new(),
             app: None,
-            stream_name: String::new(),
+            key: None,
             next_stream_id: 1,
             mode: Mode::Idle,
-            started: now,
-            last_input: now,
+            now,
+            idle_since: now,
+            last_media: now,
             failed: Latch::new(),
             closed: false,
             held: VecDeque::new(),
@@ -166,8 +183,8 @@ impl RtmpServerSession {
         match header.type_id {
             type_id if ControlMessage::is_control(type_id) => {
                 // The server has nothing to add to what the link answers itself.
-                self.link
-                    .handle_control(ControlMessage::parse(type_id, &message.payload)?)?;
+                let control = ControlMessage::parse(type_id, &message.payload)?;
+                self.link.handle_control(self.now, control)?;
                 Ok(())
             }
             types::COMMAND_AMF0 | types::COMMAND_AMF3 => {
@@ -182,6 +199,7 @@ impl RtmpServerSession {
             | types::AGGREGATE => {
                 match self.mode {
                     Mode::Publishing { .. } => {
+                        self.last_media = self.now;
                         let events = &mut self.events;
                         read_media(&message, |media| {
                             events.push_back(SessionEvent::Media(media));
@@ -231,16 +249,25 @@ impl RtmpServerSession {
                     .first_string_arg()
                     .map(strip_query)
                     .unwrap_or_default();
-                self.stream_name = name.to_string();
-                let stream = self.stream_name.clone();
-                if command.name == "publish" {
-                    self.mode = Mode::PublishPending { stream_id };
-                    self.events
-                        .push_back(SessionEvent::PublishRequested { app, stream });
+                let (request, mode) = if command.name == "publish" {
+                    (RequestKind::Publish, Mode::PublishPending { stream_id })
                 } else {
-                    self.mode = Mode::PlayPending { stream_id };
-                    self.events
-                        .push_back(SessionEvent::PlayRequested { app, stream });
+                    (RequestKind::Play, Mode::PlayPending { stream_id })
+                };
+                self.mode = mode;
+                match StreamKey::parse(&app, name) {
+                    Ok(key) => {
+                        self.key = Some(key.clone());
+                        self.events.push_back(match request {
+                            RequestKind::Publish => SessionEvent::PublishRequested { key },
+                            _ => SessionEvent::PlayRequested { key },
+                        });
+                    }
+                    Err(error) => {
+                        self.events
+                            .push_back(SessionEvent::BadStreamName { request, error });
+                        self.reject(Rejection::BadName);
+                    }
                 }
                 Ok(())
             }
@@ -255,11 +282,11 @@ impl RtmpServerSession {
                                 "stream unpublished",
                             )?;
                         }
-                        self.mode = Mode::Idle;
+                        self.become_idle();
                         self.events.push_back(SessionEvent::PublishStopped);
                     }
                     Mode::Playing { .. } | Mode::PlayPending { .. } => {
-                        self.mode = Mode::Idle;
+                        self.become_idle();
                         self.events.push_back(SessionEvent::PlayStopped);
                     }
                     Mode::Idle => {}
@@ -352,6 +379,19 @@ impl RtmpServerSession {
         Ok(())
     }
 
+    /// Leaves publishing or playing; the setup deadline starts again from here.
+    fn become_idle(&mut self) {
+        self.mode = Mode::Idle;
+        self.idle_since = self.now;
+        self.held.clear();
+        self.held_bytes = 0;
+    }
+
+    /// The stream name for status descriptions.
+    fn stream_name(&self) -> &str {
+        self.key.as_ref().map_or("", StreamKey::stream)
+    }
+
     fn close(&mut self, reason: &'static str) {
         if !self.closed {
             self.closed = true;
@@ -369,7 +409,7 @@ impl RtmpServerSession {
     }
 
     fn accept_play_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
-        let description = alloc::format!("playing {}", self.stream_name);
+        let description = alloc::format!("playing {}", self.stream_name());
         self.user_control(UserControlEvent::StreamBegin { stream_id })?;
         self.status(stream_id, "status", "NetStream.Play.Reset", &description)?;
         self.status(stream_id, "status", "NetStream.Play.Start", &description)?;
@@ -389,7 +429,7 @@ impl RtmpServerSession {
     }
 
     fn end_of_stream_replies(&mut self, stream_id: u32) -> Result<(), RtmpError> {
-        let description = alloc::format!("{} ended", self.stream_name);
+        let description = alloc::format!("{} ended", self.stream_name());
         self.status(
             stream_id,
             "status",
@@ -411,7 +451,7 @@ impl LiveSession for RtmpServerSession {
 
     fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtmpError> {
         self.failed.check()?;
-        self.last_input = now;
+        self.now = self.now.max(now);
         if self.closed {
             input.clear();
             return Ok(());
@@ -427,7 +467,9 @@ impl LiveSession for RtmpServerSession {
     fn accept_publish(&mut self) {
         if let Mode::PublishPending { stream_id } = self.mode {
             self.mode = Mode::Publishing { stream_id };
-            let description = alloc::format!("{} is now published", self.stream_name);
+            // Media held while the server decided counts as sent now.
+            self.last_media = self.now;
+            let description = alloc::format!("{} is now published", self.stream_name());
             let result = self
                 .user_control(UserControlEvent::StreamBegin { stream_id })
                 .and_then(|()| {
@@ -463,7 +505,9 @@ impl LiveSession for RtmpServerSession {
             (Mode::PublishPending { stream_id }, _) => {
                 (stream_id, "NetStream.Publish.Rejected", "publish rejected")
             }
-            (Mode::PlayPending { stream_id }, Rejection::Unavailable) => {
+            // Ports in use cannot concern a play over RTMP; it is the server's refusal all
+            // the same.
+            (Mode::PlayPending { stream_id }, Rejection::Unavailable | Rejection::PortsInUse) => {
                 (stream_id, "NetStream.Play.Failed", "play rejected")
             }
             (Mode::PlayPending { stream_id }, _) => {
@@ -471,9 +515,7 @@ impl LiveSession for RtmpServerSession {
             }
             _ => return,
         };
-        self.held.clear();
-        self.held_bytes = 0;
-        self.mode = Mode::Idle;
+        self.become_idle();
         let result = self.status(stream_id, "error", code, description);
         self.or_fail(result);
         self.close(code);
@@ -488,7 +530,7 @@ impl LiveSession for RtmpServerSession {
 
     fn end_of_stream(&mut self) {
         if let Mode::Playing { stream_id } = self.mode {
-            self.mode = Mode::Idle;
+            self.become_idle();
             let result = self.end_of_stream_replies(stream_id);
             self.or_fail(result);
             self.close("stream ended");
@@ -502,13 +544,14 @@ impl LiveSession for RtmpServerSession {
     fn poll_timeout(&self) -> Option<Millis> {
         match self.mode {
             _ if self.closed => None,
-            Mode::Publishing { .. } => Some(self.last_input + self.config.publish_idle_timeout_ms),
+            Mode::Publishing { .. } => Some(self.last_media + self.config.publish_idle_timeout_ms),
             Mode::Playing { .. } | Mode::PlayPending { .. } | Mode::PublishPending { .. } => None,
-            Mode::Idle => Some(self.started + self.config.setup_timeout_ms),
+            Mode::Idle => Some(self.idle_since + self.config.setup_timeout_ms),
         }
     }
 
     fn handle_timeout(&mut self, now: Millis) {
+        self.now = self.now.max(now);
         if let Some(deadline) = self.poll_timeout() {
             if now >= deadline {
                 let reason = if matches!(self.mode, Mode::Publishing { .. }) {

@@ -12,11 +12,20 @@
 //!
 //! Each track travels interleaved on the connection (`RTP/AVP/TCP`) or, when the runtime
 //! gave the session a UDP port pair ([`RtspServerConfig::udp_ports`]), over UDP unicast to the
-//! client's ports. UDP output goes to [`LiveSession::datagrams`]; UDP input comes back
-//! through [`LiveSession::handle_datagram`] once the runtime has routed the ports announced
-//! by [`SessionEvent::DatagramPortsAnnounced`]. Without a port pair, or for multicast, SETUP
-//! is answered `461 Unsupported Transport`. Requests that arrive while DESCRIBE or ANNOUNCE
-//! waits for the server are answered in order once it has.
+//! client's ports. A UDP SETUP asks the server first ([`SessionEvent::DatagramPortsRequested`]):
+//! it is answered once the server has routed the client's ports here
+//! ([`LiveSession::accept_datagram_ports`]), or `461 Unsupported Transport` when they belong
+//! to another session (`reject(`[`Rejection::PortsInUse`]`)`). UDP output goes to
+//! [`LiveSession::datagrams`]; UDP input comes back through [`LiveSession::handle_datagram`].
+//! Without a port pair, or for multicast, SETUP is answered 461 at once. Requests that arrive
+//! while DESCRIBE, ANNOUNCE or a UDP SETUP waits for the server are answered in order once it
+//! has. A stream path that is not a valid [`StreamKey`] is answered 400 by the session itself
+//! ([`SessionEvent::BadStreamName`]).
+//!
+//! A session ends after [`RtspServerConfig::session_timeout_ms`] without progress: RTP media
+//! for a publisher that is recording (its requests, keep-alives and RTCP do not count, so a
+//! publisher that stopped sending cannot hold its stream name), any request or RTCP for the
+//! others.
 //!
 //! Sender reports carry an NTP time, but the core has no wall clock: the NTP time of `now` is
 //! [`RtspServerConfig::ntp_epoch_offset_micros`] (the Unix time at which the caller's
@@ -34,6 +43,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
 use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
 use crate::datagram::{Datagram, DatagramQueue, UdpChannel};
+use crate::hub::StreamKey;
 use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
@@ -45,7 +55,7 @@ use crate::rtp::{
     VIDEO_CLOCK_RATE,
 };
 use crate::sdp::{MediaDescription, SdpCodec, SessionDescription};
-use crate::session::{LiveSession, Phase, Rejection, SessionEvent};
+use crate::session::{LiveSession, Phase, Rejection, RequestKind, SessionEvent};
 use crate::time::Millis;
 
 /// The methods the server answers, for `Public` in OPTIONS replies. GET_PARAMETER in this
@@ -76,8 +86,9 @@ pub struct RtspServerConfig {
     pub limits: RtspLimits,
     /// The most media sections an ANNOUNCE may describe.
     pub max_tracks: usize,
-    /// A session with no request and no interleaved data for this long is closed, in
-    /// milliseconds (announced to clients as `Session: id;timeout=`).
+    /// A session that makes no progress for this long is closed, in milliseconds (announced
+    /// to clients as `Session: id;timeout=`). Progress is RTP media for a recording
+    /// publisher, any request or RTCP for the others (see the module docs).
     pub session_timeout_ms: u64,
     /// A connection that has not sent DESCRIBE or ANNOUNCE by then is closed, in milliseconds.
     pub setup_timeout_ms: u64,
@@ -97,9 +108,9 @@ pub struct RtspServerConfig {
     pub max_held_bytes: usize,
     /// Largest access unit reassembled from a publisher's RTP.
     pub max_frame_bytes: usize,
-    /// The most requests queued while DESCRIBE or ANNOUNCE waits for the server.
+    /// The most requests queued while DESCRIBE, ANNOUNCE or a UDP SETUP waits for the server.
     pub max_queued_requests: usize,
-    /// The most body and interleaved bytes queued while DESCRIBE or ANNOUNCE waits.
+    /// The most body and interleaved bytes queued while a request waits for the server.
     pub max_queued_bytes: usize,
     /// The server's RTP and RTCP UDP ports (`server_port=` in SETUP answers), when the runtime
     /// serves RTP over UDP; `None` answers UDP SETUPs with 461.
@@ -173,6 +184,30 @@ impl State {
     fn is_publisher(self) -> bool {
         matches!(self, State::Announced | State::Recording)
     }
+}
+
+/// A request whose answer waits for the server.
+#[derive(Debug)]
+enum Pending {
+    /// DESCRIBE or ANNOUNCE: the server accepts or refuses the stream.
+    Stream(Request),
+    /// A SETUP over UDP: the server routes the client's ports here or refuses them.
+    Ports(PortsSetup),
+}
+
+/// A UDP SETUP held until the server answers [`SessionEvent::DatagramPortsRequested`];
+/// nothing is recorded for its track until then.
+#[derive(Debug)]
+struct PortsSetup {
+    request: Request,
+    /// The track it sets up: an index into the published tracks (`publishing`) or the
+    /// played ones.
+    track: usize,
+    publishing: bool,
+    rtp: u16,
+    rtcp: u16,
+    /// The `Transport` of the answer.
+    answer: Transport,
 }
 
 /// A packetizer for one track a player receives.
@@ -344,8 +379,8 @@ pub struct RtspServerSession {
     state: State,
     /// `app/stream` of the DESCRIBE or ANNOUNCE.
     stream_path: String,
-    /// The DESCRIBE or ANNOUNCE waiting for the server.
-    pending: Option<Request>,
+    /// The request waiting for the server.
+    pending: Option<Pending>,
     /// What arrived while `pending` waits, answered in order once it has been.
     queued: VecDeque<Input>,
     queued_requests: usize,
@@ -505,7 +540,7 @@ impl RtspServerSession {
             }
             Method::Describe => self.on_describe(request),
             Method::Announce => self.on_announce(request),
-            Method::Setup => self.on_setup(&request),
+            Method::Setup => self.on_setup(request),
             Method::Play => self.on_play(&request),
             Method::Pause => self.on_pause(&request),
             Method::Record => self.on_record(&request),
@@ -566,18 +601,61 @@ impl RtspServerSession {
         self.ask_server(request, State::DescribeRequested);
     }
 
-    /// Holds `request` for the server's answer and asks for its stream.
+    /// Holds `request` for the server's answer and asks for its stream; a path that is not a
+    /// stream key is refused at once.
     fn ask_server(&mut self, request: Request, state: State) {
+        // `url_path` has already cut any query string.
         let path = url_path(&request.uri);
-        let (app, stream) = split_stream(path);
+        let (app, stream) = path.split_once('/').unwrap_or((path, ""));
+        let key = StreamKey::parse(app, stream);
         self.stream_path = String::from(path);
         self.state = state;
-        self.pending = Some(request);
-        self.events.push_back(if state == State::DescribeRequested {
-            SessionEvent::PlayRequested { app, stream }
+        self.pending = Some(Pending::Stream(request));
+        let kind = if state == State::DescribeRequested {
+            RequestKind::Play
         } else {
-            SessionEvent::PublishRequested { app, stream }
-        });
+            RequestKind::Publish
+        };
+        match key {
+            Ok(key) => self.events.push_back(match kind {
+                RequestKind::Play => SessionEvent::PlayRequested { key },
+                _ => SessionEvent::PublishRequested { key },
+            }),
+            Err(error) => {
+                self.events.push_back(SessionEvent::BadStreamName {
+                    request: kind,
+                    error,
+                });
+                self.reject(Rejection::BadName);
+            }
+        }
+    }
+
+    /// The DESCRIBE or ANNOUNCE waiting for the server, taken out of `pending`.
+    fn take_stream_request(&mut self) -> Option<Request> {
+        match self.pending.take() {
+            Some(Pending::Stream(request)) => Some(request),
+            other => {
+                self.pending = other;
+                None
+            }
+        }
+    }
+
+    /// The UDP SETUP waiting for the server, taken out of `pending`.
+    fn take_ports_setup(&mut self) -> Option<PortsSetup> {
+        match self.pending.take() {
+            Some(Pending::Ports(setup)) => Some(setup),
+            other => {
+                self.pending = other;
+                None
+            }
+        }
+    }
+
+    /// Whether a UDP SETUP waits for the server (no deadline runs meanwhile).
+    fn ports_pending(&self) -> bool {
+        matches!(self.pending, Some(Pending::Ports(_)))
     }
 
     fn on_announce(&mut self, request: Request) {
@@ -610,14 +688,14 @@ impl RtspServerSession {
         self.ask_server(request, State::AnnounceRequested);
     }
 
-    fn on_setup(&mut self, request: &Request) {
-        if let Some(response) = self.check_target(request) {
+    fn on_setup(&mut self, request: Request) {
+        if let Some(response) = self.check_target(&request) {
             return self.respond(&response);
         }
         let publishing = match self.state {
             State::Described => false,
             State::Announced => true,
-            _ => return self.respond(&reply(request, 455, "Method Not Valid in This State")),
+            _ => return self.respond(&reply(&request, 455, "Method Not Valid in This State")),
         };
         let transport = request
             .headers
@@ -628,7 +706,7 @@ impl RtspServerSession {
             LowerTransport::Tcp => true,
             LowerTransport::Udp => t.unicast && t.client_port.is_some() && udp_ports.is_some(),
         }) else {
-            return self.respond(&reply(request, 461, "Unsupported Transport"));
+            return self.respond(&reply(&request, 461, "Unsupported Transport"));
         };
         let path = url_path(&request.uri);
         let index = if publishing {
@@ -645,7 +723,7 @@ impl RtspServerSession {
             )
         };
         let Some(index) = index else {
-            return self.respond(&reply(request, 404, "Not Found (no such track)"));
+            return self.respond(&reply(&request, 404, "Not Found (no such track)"));
         };
         let mut answer = Transport::new(transport.lower);
         let delivery = match (transport.lower, transport.client_port, udp_ports) {
@@ -679,11 +757,41 @@ impl RtspServerSession {
         };
         if clash || one_port {
             return self.respond(&reply(
-                request,
+                &request,
                 400,
                 "Bad Request (channels or ports in use)",
             ));
         }
+        match delivery {
+            Delivery::Udp(rtp, rtcp) => {
+                // The ports may be routed to another session: the server decides, and what
+                // arrives meanwhile waits behind this SETUP.
+                self.pending = Some(Pending::Ports(PortsSetup {
+                    request,
+                    track: index,
+                    publishing,
+                    rtp,
+                    rtcp,
+                    answer,
+                }));
+                self.events
+                    .push_back(SessionEvent::DatagramPortsRequested { rtp, rtcp });
+            }
+            Delivery::Interleaved(..) => {
+                self.finish_setup(&request, index, publishing, delivery, answer);
+            }
+        }
+    }
+
+    /// Records where track `index` travels and answers its SETUP.
+    fn finish_setup(
+        &mut self,
+        request: &Request,
+        index: usize,
+        publishing: bool,
+        delivery: Delivery,
+        mut answer: Transport,
+    ) {
         if publishing {
             answer.mode = Some(TransportMode::Record);
             if let Some(track) = self.in_tracks.get_mut(index) {
@@ -692,10 +800,6 @@ impl RtspServerSession {
         } else if let Some(track) = self.out_tracks.get_mut(index) {
             answer.ssrc = Some(track.ssrc);
             track.setup = Some((request.uri.clone(), delivery));
-        }
-        if let Delivery::Udp(rtp, rtcp) = delivery {
-            self.events
-                .push_back(SessionEvent::DatagramPortsAnnounced { rtp, rtcp });
         }
         let response = reply(request, 200, "OK").header("Transport", &answer.to_string());
         let response = self.with_session(response);
@@ -774,6 +878,8 @@ impl RtspServerSession {
             return self.respond(&reply(request, 455, "Method Not Valid in This State"));
         }
         self.state = State::Recording;
+        // From here only RTP counts as progress; the clock starts at RECORD.
+        self.last_activity = self.now;
         self.next_report = Some(self.now + self.config.sender_report_interval_ms);
         let response = self.with_session(reply(request, 200, "OK"));
         self.respond(&response);
@@ -803,6 +909,7 @@ impl RtspServerSession {
         if !self.closed {
             self.closed = true;
             self.state = State::Done;
+            self.pending = None;
             self.queued.clear();
             self.events.push_back(SessionEvent::Closed { reason });
         }
@@ -844,7 +951,7 @@ impl RtspServerSession {
     }
 
     fn answer_describe(&mut self) {
-        let Some(request) = self.pending.take() else {
+        let Some(request) = self.take_stream_request() else {
             return;
         };
         if self.configs.is_empty() {
@@ -1035,7 +1142,13 @@ impl RtspServerSession {
         });
         match found {
             Some((index, true)) => self.on_rtcp(index, &payload),
-            Some((index, false)) if self.state == State::Recording => self.on_rtp(index, &payload),
+            Some((index, false)) if self.state == State::Recording => {
+                // Media is a recording publisher's only progress (see the module docs).
+                if RtpPacket::parse(&payload).is_ok() {
+                    self.last_activity = self.now;
+                }
+                self.on_rtp(index, &payload);
+            }
             _ => {}
         }
     }
@@ -1306,7 +1419,9 @@ impl RtspServerSession {
     fn reject_status(&self, why: Rejection) -> (u16, &'static str) {
         match (self.state, why) {
             (_, Rejection::NotFound) => (404, "Not Found"),
-            (_, Rejection::Unavailable) => (503, "Service Unavailable"),
+            // Ports in use cannot concern a DESCRIBE or ANNOUNCE; it is the server's refusal
+            // all the same.
+            (_, Rejection::Unavailable | Rejection::PortsInUse) => (503, "Service Unavailable"),
             (State::AnnounceRequested, Rejection::AlreadyPublishing) => {
                 (406, "Not Acceptable (stream already publishing)")
             }
@@ -1390,14 +1505,6 @@ fn base_url(uri: &str) -> String {
     let mut base = String::from(uri.trim_end_matches('/'));
     base.push('/');
     base
-}
-
-/// `app` and `stream` (which may hold further slashes) of a stream path.
-fn split_stream(path: &str) -> (String, String) {
-    match path.split_once('/') {
-        Some((app, stream)) => (String::from(app), String::from(stream)),
-        None => (String::from(path), String::new()),
-    }
 }
 
 /// The track a SETUP URL path names: the one whose control resolves to it (preferring one not
@@ -1499,7 +1606,10 @@ impl LiveSession for RtspServerSession {
     fn handle_input(&mut self, now: Millis, input: &mut BytesMut) -> Result<(), RtspServerError> {
         self.failed.check()?;
         self.now = now;
-        self.last_activity = now;
+        if self.state != State::Recording {
+            // A request (or RTCP) is progress for every session but a recording one.
+            self.last_activity = now;
+        }
         if self.closed {
             input.clear();
             return Ok(());
@@ -1520,7 +1630,7 @@ impl LiveSession for RtspServerSession {
         if self.state != State::AnnounceRequested {
             return;
         }
-        let Some(request) = self.pending.take() else {
+        let Some(request) = self.take_stream_request() else {
             return;
         };
         self.state = State::Announced;
@@ -1541,6 +1651,16 @@ impl LiveSession for RtspServerSession {
     }
 
     fn reject(&mut self, why: Rejection) {
+        if let Some(setup) = self.take_ports_setup() {
+            // Nothing was recorded for the track; the client may try again over TCP.
+            let (status, reason) = match why {
+                Rejection::Unavailable => (503, "Service Unavailable"),
+                _ => (461, "Unsupported Transport"),
+            };
+            self.respond(&reply(&setup.request, status, reason));
+            self.run_queued();
+            return;
+        }
         if !matches!(
             self.state,
             State::DescribeRequested | State::AnnounceRequested
@@ -1548,10 +1668,26 @@ impl LiveSession for RtspServerSession {
             return;
         }
         let (status, reason) = self.reject_status(why);
-        if let Some(request) = self.pending.take() {
+        if let Some(request) = self.take_stream_request() {
             self.respond(&reply(&request, status, reason));
         }
         self.close(reason);
+    }
+
+    fn accept_datagram_ports(&mut self) {
+        let Some(setup) = self.take_ports_setup() else {
+            return;
+        };
+        let delivery = Delivery::Udp(setup.rtp, setup.rtcp);
+        let request = &setup.request;
+        self.finish_setup(
+            request,
+            setup.track,
+            setup.publishing,
+            delivery,
+            setup.answer,
+        );
+        self.run_queued();
     }
 
     fn send_media(&mut self, media: &Media) {
@@ -1575,7 +1711,7 @@ impl LiveSession for RtspServerSession {
     fn end_of_stream(&mut self) {
         match self.state {
             State::DescribeAccepted { .. } => {
-                if let Some(request) = self.pending.take() {
+                if let Some(request) = self.take_stream_request() {
                     self.respond(&reply(&request, 404, "Not Found"));
                 }
                 self.close("stream ended");
@@ -1619,16 +1755,19 @@ impl LiveSession for RtspServerSession {
         if !known {
             return;
         }
-        // A player's receiver reports keep its session alive, as requests do.
+        // A player's receiver reports keep its session alive, as requests do; a recording
+        // publisher's RTP does so in `on_track_data`.
         self.now = now;
-        self.last_activity = now;
+        if self.state != State::Recording {
+            self.last_activity = now;
+        }
         self.on_track_data(from_port, true, payload);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
         let idle = self.last_activity + self.config.session_timeout_ms;
         match self.state {
-            _ if self.closed => None,
+            _ if self.closed || self.ports_pending() => None,
             State::Init => Some(self.started + self.config.setup_timeout_ms),
             State::DescribeRequested | State::AnnounceRequested | State::Done => None,
             State::DescribeAccepted { since } => {
@@ -1652,7 +1791,8 @@ impl LiveSession for RtspServerSession {
         if matches!(
             self.state,
             State::DescribeRequested | State::AnnounceRequested
-        ) {
+        ) || self.ports_pending()
+        {
             return;
         }
         if now >= self.last_activity + self.config.session_timeout_ms {
@@ -1693,11 +1833,6 @@ mod tests {
         assert_eq!(url_path("rtsp://h"), "");
         assert_eq!(url_path("*"), "*");
         assert_eq!(base_url("rtsp://h/live/x?a=b"), "rtsp://h/live/x/");
-        assert_eq!(
-            split_stream("live/a/b"),
-            (String::from("live"), String::from("a/b"))
-        );
-        assert_eq!(split_stream("cam"), (String::from("cam"), String::new()));
     }
 
     #[test]

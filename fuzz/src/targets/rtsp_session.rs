@@ -1,10 +1,11 @@
 //! Fuzz body for the RTSP server session: requests, SDP, interleaved RTP and RTCP, RTP and
-//! RTCP datagrams over UDP, in both the publish and the play flow.
+//! RTCP datagrams over UDP (their ports routed or refused), in both the publish and the play
+//! flow.
 
 use bytes::{Bytes, BytesMut};
 use mediakit_core::datagram::UdpChannel;
 use mediakit_core::rtsp::{RtspLimits, RtspServerConfig, RtspServerSession};
-use mediakit_core::session::{LiveSession, SessionEvent};
+use mediakit_core::session::{LiveSession, Rejection, SessionEvent};
 use mediakit_core::Millis;
 
 /// The seed whose session id is the `12345678` that the ffmpeg captures in the seeds echo.
@@ -47,7 +48,15 @@ pub fn rtsp_session(data: &[u8]) {
                     playing = true;
                 }
                 SessionEvent::Closed { .. } => return,
-                SessionEvent::DatagramPortsAnnounced { rtp, rtcp } => ports = Some((rtp, rtcp)),
+                SessionEvent::DatagramPortsRequested { rtp, rtcp } => {
+                    // Routed or refused by the read size, so both answers are exercised.
+                    if read_size % 2 == 0 {
+                        session.accept_datagram_ports();
+                        ports = Some((rtp, rtcp));
+                    } else {
+                        session.reject(Rejection::PortsInUse);
+                    }
+                }
                 _ => {}
             }
         }

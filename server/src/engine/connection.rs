@@ -455,10 +455,7 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                     source.publish(shared, &media);
                     if let Some(hls) = hls {
                         match hls.push(&media) {
-                            Ok(true) => {
-                                let woken = shared.hls.publish(hls, R::now());
-                                wake_playlists(shared, woken);
-                            }
+                            Ok(true) => wake_playlists(shared, shared.hls.publish(hls)),
                             Ok(false) => {}
                             // A frame the TS muxer cannot carry is left out of HLS only;
                             // RTMP/FLV/RTSP players still get it.
@@ -479,7 +476,7 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 self.start_play(key);
             }
             SessionEvent::BadStreamName { request, error } => {
-                self.warn(format_args!("{request:?} refused: {error}"));
+                self.warn(format_args!("{request} refused: {error}"));
             }
             SessionEvent::PublishStopped | SessionEvent::PlayStopped => self.leave_role(),
             SessionEvent::DatagramPortsRequested { rtp, rtcp } => {
@@ -507,7 +504,10 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
                 worker.sources.borrow_mut().insert(id, Rc::clone(&source));
                 self.session.accept_publish();
                 tracing::info!(%peer, proto, stream = %key, "publishing");
-                let hls = shared.hls.start(&key, now).map(Box::new);
+                let hls = shared.hls.start(&key, now).map(|(publication, woken)| {
+                    wake_playlists(shared, woken);
+                    Box::new(publication)
+                });
                 self.role = Role::Publishing {
                     key,
                     id,

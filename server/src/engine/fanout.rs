@@ -120,7 +120,7 @@ impl Source {
             notify.notify();
         }
         drop(state);
-        for worker in self.forwarder.borrow_mut().drain() {
+        for worker in self.forwarder.borrow().targets() {
             shared.send(
                 worker,
                 WorkerMsg::Ended {

@@ -17,15 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use mediakit_core::hls::{
-    reconcile, segment_name, CatalogConfig, DiskState, HlsCatalog, HlsPublication, Published,
-    Snapshot,
+    reconcile, segment_name, DiskState, HlsCatalog, HlsPublication, Published, Snapshot,
 };
 use mediakit_core::hub::StreamKey;
 use mediakit_core::limit::{LogDecision, LogGate};
 use mediakit_core::wait::{WaitError, WaitStatus, WaiterId};
 use mediakit_core::Millis;
 
-use crate::config::Hls as HlsSettings;
+use crate::ServerConfig;
 
 /// The catalog and the workers of the playlist requests waiting in it.
 struct State {
@@ -53,7 +52,8 @@ impl std::fmt::Debug for Hls {
 pub type Woken = Vec<(usize, WaiterId)>;
 
 impl Hls {
-    pub fn new(settings: &HlsSettings) -> Self {
+    pub fn new(config: &ServerConfig) -> Self {
+        let settings = &config.hls;
         let writer = settings
             .dir
             .as_ref()
@@ -62,7 +62,7 @@ impl Hls {
         Self {
             enabled: settings.enabled,
             state: Mutex::new(State {
-                catalog: HlsCatalog::new(settings.catalog_config()),
+                catalog: HlsCatalog::new(config.hls_catalog_config()),
                 waiting: HashMap::new(),
             }),
             writer,
@@ -77,46 +77,46 @@ impl Hls {
     }
 
     /// A publisher of `key` starts: its segmenter (continuing a parked one). `None` when HLS
-    /// is off.
-    pub fn start(&self, key: &StreamKey, now: Millis) -> Option<HlsPublication> {
-        self.enabled.then(|| self.lock().catalog.start(key, now))
+    /// is off, or when the catalog refuses (the name's segmenter is still live: a publisher
+    /// the registry let through cannot be refused here, so this is only defence in depth).
+    pub fn start(&self, key: &StreamKey, now: Millis) -> Option<(HlsPublication, Woken)> {
+        if !self.enabled {
+            return None;
+        }
+        let mut state = self.lock();
+        let (publication, published) = state.catalog.start(key, now).ok()?;
+        let woken = self.after(&state, published);
+        Some((publication, woken))
     }
 
     /// A segment closed: the catalog takes the new snapshot; returns the playlist requests
     /// to wake.
-    pub fn publish(&self, publication: &mut HlsPublication, now: Millis) -> Woken {
+    pub fn publish(&self, publication: &mut HlsPublication) -> Woken {
         let mut state = self.lock();
-        let published = state.catalog.publish(publication, now);
-        self.after(&mut state, publication.key(), published)
+        let published = state.catalog.publish(publication);
+        self.after(&state, published)
     }
 
     /// The publisher stopped: its last segment is served with `EXT-X-ENDLIST` and the stream
     /// is parked for a restart. Returns the playlist requests to wake.
     pub fn stop(&self, publication: HlsPublication, now: Millis) -> Woken {
-        let key = publication.key().clone();
         let mut state = self.lock();
         let published = state.catalog.stop(publication, now);
-        self.after(&mut state, &key, published)
+        self.after(&state, published)
     }
 
-    fn after(&self, state: &mut State, key: &StreamKey, published: Published) -> Woken {
-        if let (Some(writer), Some(files)) = (&self.writer, published.files) {
-            writer.sync(key, files);
-        }
-        for forgotten in &published.forgotten {
-            self.forget(forgotten);
+    /// Hands the directory changes to the writer and says whom to wake.
+    fn after(&self, state: &State, published: Published) -> Woken {
+        if let Some(writer) = &self.writer {
+            for (key, files) in published.disk {
+                writer.queue(key, files);
+            }
         }
         published
             .woken
             .iter()
             .filter_map(|waiter| state.waiting.get(waiter).map(|&worker| (worker, *waiter)))
             .collect()
-    }
-
-    fn forget(&self, key: &StreamKey) {
-        if let Some(writer) = &self.writer {
-            writer.remove(key);
-        }
     }
 
     /// The latest snapshot of `key`, once it has a segment.
@@ -163,22 +163,18 @@ impl Hls {
     /// Forgets the streams whose linger ended (and their directories).
     pub fn handle_timeout(&self, now: Millis) {
         let forgotten = self.lock().catalog.handle_timeout(now);
-        for key in &forgotten {
-            self.forget(key);
+        if let Some(writer) = &self.writer {
+            for key in forgotten {
+                writer.queue(key, DiskState::Gone);
+            }
         }
     }
 }
 
-/// The newest thing to do to one stream's directory.
-enum DirJob {
-    Sync(DiskState),
-    Remove,
-}
-
-/// Jobs waiting for the writer thread: at most one per stream.
+/// What the writer thread still has to do: the newest state of each stream's directory.
 #[derive(Default)]
 struct Pending {
-    jobs: BTreeMap<StreamKey, DirJob>,
+    jobs: BTreeMap<StreamKey, DiskState>,
     /// The server is gone: finish what is queued and end.
     closed: bool,
 }
@@ -201,19 +197,12 @@ impl Writer {
         Self { pending }
     }
 
-    fn queue(&self, key: &StreamKey, job: DirJob) {
+    /// Asks for `key`'s directory to hold `files`, replacing any state still waiting for it.
+    fn queue(&self, key: StreamKey, files: DiskState) {
         let (lock, ready) = &*self.pending;
         let mut pending = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pending.jobs.insert(key.clone(), job);
+        pending.jobs.insert(key, files);
         ready.notify_one();
-    }
-
-    fn sync(&self, key: &StreamKey, files: DiskState) {
-        self.queue(key, DirJob::Sync(files));
-    }
-
-    fn remove(&self, key: &StreamKey) {
-        self.queue(key, DirJob::Remove);
     }
 }
 
@@ -246,14 +235,16 @@ fn run_writer(dir: &Path, queue: &(Mutex<Pending>, Condvar)) {
             }
             std::mem::take(&mut pending.jobs)
         };
-        for (key, job) in jobs {
+        for (key, files) in jobs {
             // Stream keys hold no `..`, no separators and no empty parts (see `StreamKey`), so
             // they are safe as relative paths under `dir`.
             let app_dir = dir.join(key.app());
             let stream_dir = app_dir.join(key.stream());
-            let result = match job {
-                DirJob::Sync(files) => sync_dir(&stream_dir, held.entry(key).or_default(), &files),
-                DirJob::Remove => {
+            let result = match &files {
+                DiskState::Holds(snapshot) => {
+                    sync_dir(&stream_dir, held.entry(key).or_default(), snapshot)
+                }
+                DiskState::Gone => {
                     held.remove(&key);
                     remove_dir(&stream_dir, &app_dir)
                 }
@@ -269,20 +260,20 @@ fn run_writer(dir: &Path, queue: &(Mutex<Pending>, Condvar)) {
 
 type FileResult = Result<(), (PathBuf, std::io::Error)>;
 
-/// Brings one stream's directory to `files`: new segments first, then the playlist (so it
+/// Brings one stream's directory to `snapshot`: new segments first, then the playlist (so it
 /// never names a missing file), then removals of segments no longer kept.
-fn sync_dir(dir: &Path, held: &mut Vec<u64>, files: &DiskState) -> FileResult {
-    let (write, remove) = reconcile(held, files);
-    for sequence in write {
-        if let Some(bytes) = files.segment(sequence) {
+fn sync_dir(dir: &Path, held: &mut Vec<u64>, snapshot: &Arc<Snapshot>) -> FileResult {
+    let plan = reconcile(held, &DiskState::Holds(Arc::clone(snapshot)));
+    for sequence in plan.write {
+        if let Some(bytes) = snapshot.segment(sequence) {
             let path = dir.join(segment_name(sequence));
-            write_atomically(&path, bytes).map_err(|error| (path, error))?;
+            write_atomically(&path, &bytes).map_err(|error| (path, error))?;
             held.push(sequence);
         }
     }
     let path = dir.join("index.m3u8");
-    write_atomically(&path, &files.playlist).map_err(|error| (path, error))?;
-    for sequence in remove {
+    write_atomically(&path, &snapshot.playlist).map_err(|error| (path, error))?;
+    for sequence in plan.remove {
         let path = dir.join(segment_name(sequence));
         match std::fs::remove_file(&path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -317,17 +308,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     partial.push(".partial");
     std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)
-}
-
-impl HlsSettings {
-    /// The core catalog's configuration from `[hls]`.
-    pub fn catalog_config(&self) -> CatalogConfig {
-        let mut config = CatalogConfig::default();
-        config.segmenter.target_duration_ms = self.target_duration_ms;
-        config.segmenter.window = self.window;
-        config.segmenter.max_stream_bytes = self.max_stream_bytes;
-        config.linger_ms = self.linger_ms;
-        config.max_total_bytes = self.max_total_bytes;
-        config
-    }
 }

@@ -58,7 +58,7 @@ impl Server {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for (id, inbox) in inboxes.into_iter().enumerate() {
-            let shared = Arc::clone(&shared);
+            let worker_shared = Arc::clone(&shared);
             let ready_tx = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("mediakit-worker-{id}"))
@@ -67,7 +67,7 @@ impl Server {
                     let ready: listen::Ready = Box::new(move |result| {
                         let _ = ready_tx.send(result);
                     });
-                    let main = listen::run::<R>(id, shared, inbox, ready);
+                    let main = listen::run::<R>(id, worker_shared, inbox, ready);
                     if let Err(error) = R::run_worker(Box::pin(main)) {
                         let _ = failed_tx.send(Err(error));
                     }
@@ -84,9 +84,9 @@ impl Server {
         drop(ready_tx);
         let server = Server { threads, shared };
         for _ in 0..workers {
-            let result = ready_rx.recv().unwrap_or_else(|_| {
-                Err(io::Error::other("a worker ended before it was ready"))
-            });
+            let result = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker ended before it was ready")));
             if let Err(error) = result {
                 server.shutdown();
                 return Err(error);

@@ -48,7 +48,9 @@ pub struct Shared {
 /// A lock whose holder panicked left plain data behind, consistent after every call the
 /// engine makes under it: keep using it rather than take the server down.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -56,7 +58,7 @@ impl Shared {
         let hub = config.hub_config();
         let stats = senders.iter().map(|_| WorkerStats::default()).collect();
         Self {
-            hls: Hls::new(&config.hls),
+            hls: Hls::new(&config),
             guard: config.guard_config(),
             admission: Mutex::new(Admission::new(config.admission_config())),
             control: Mutex::new(Control {

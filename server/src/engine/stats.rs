@@ -122,9 +122,10 @@ pub struct Stats {
 impl Stats {
     /// The sum over `workers` (the largest connection is the maximum, not a sum).
     pub fn sum<'a>(workers: impl IntoIterator<Item = &'a WorkerStats>) -> Stats {
-        workers.into_iter().map(WorkerStats::snapshot).fold(
-            Stats::default(),
-            |total, worker| Stats {
+        workers
+            .into_iter()
+            .map(WorkerStats::snapshot)
+            .fold(Stats::default(), |total, worker| Stats {
                 connections: total.connections + worker.connections,
                 output_bytes: total.output_bytes + worker.output_bytes,
                 input_bytes: total.input_bytes + worker.input_bytes,
@@ -135,8 +136,7 @@ impl Stats {
                 closed_send_stalled: total.closed_send_stalled + worker.closed_send_stalled,
                 refused_connections: total.refused_connections + worker.refused_connections,
                 datagrams_dropped: total.datagrams_dropped + worker.datagrams_dropped,
-            },
-        )
+            })
     }
 }
 

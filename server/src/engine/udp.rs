@@ -316,7 +316,8 @@ mod tests {
             Some((40_006, 40_007))
         );
         assert_eq!(bind_pair(ip, (40_006, 40_007), bind).unwrap(), None);
-        let failing = |_: SocketAddr| -> io::Result<u16> { Err(io::ErrorKind::PermissionDenied.into()) };
+        let failing =
+            |_: SocketAddr| -> io::Result<u16> { Err(io::ErrorKind::PermissionDenied.into()) };
         assert!(bind_pair(ip, (40_000, 40_010), failing).is_err());
     }
 }

@@ -6,11 +6,24 @@
 //! what arrives from the peer's announced ports back to the session with the
 //! [`UdpChannel`] it came in on. A datagram is a few `Bytes` segments (header from an arena,
 //! payload slices), so a vectored send carries it without copying the payload.
+//!
+//! The runtime's decisions around those sockets are made here too: which session an address
+//! leads to ([`RouteTable`]), how much may wait for a session that is not running
+//! ([`InboundQueue`]), and how much one wake-up of a receive loop may take
+//! ([`ReceiveBudget`]).
 
 use alloc::collections::VecDeque;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
+
+mod budget;
+mod inbound;
+mod routes;
+
+pub use budget::{ReceiveBudget, DEFAULT_RECEIVE_BUDGET};
+pub use inbound::{InboundLimits, InboundQueue};
+pub use routes::{RouteError, RouteTable, MAX_ROUTES_PER_SESSION};
 
 /// Which of the worker's two UDP sockets a datagram leaves from or arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
