@@ -15,6 +15,8 @@
 //! - [`net`]: TCP connections as two bounded byte pipes (a reader that stops reading stalls
 //!   its writer), `SO_REUSEPORT`-style listener groups, UDP with bounded queues and seeded
 //!   loss;
+//! - [`runtime`]: [`Sim`](runtime::Sim), the engine's `Runtime` on all of the above;
+//! - [`server`]: the real engine's workers started on a world ([`SimServer`]);
 //! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients,
 //!   built on the core's own sessions, each recording what it saw.
 //!
@@ -27,6 +29,8 @@ pub mod clients;
 mod executor;
 pub mod net;
 pub mod rng;
+pub mod runtime;
+pub mod server;
 pub mod timer;
 pub mod world;
 
@@ -34,6 +38,8 @@ pub use net::tcp::{TcpListener, TcpStream};
 pub use net::udp::UdpSocket;
 pub use net::{NetConfig, NetStats, SocketOptions};
 pub use rng::SimRng;
+pub use runtime::Sim;
+pub use server::{sim_config, SimServer};
 pub use timer::Sleep;
 pub use world::{now, seed, sleep, sleep_until, spawn, yield_now, JoinHandle, SimConfig, World};
 

@@ -342,6 +342,12 @@ impl World {
         self.inner.net.borrow().stats()
     }
 
+    /// Connections handed to each listener bound at `addr` (each worker's, with the
+    /// engine), in the order they bound; refused ones included.
+    pub fn listener_loads(&self, addr: SocketAddr) -> Vec<u64> {
+        self.inner.net.borrow().listener_loads(addr)
+    }
+
     /// TCP connections with at least one end still open.
     pub fn open_connections(&self) -> usize {
         self.inner.net.borrow().open_streams()

@@ -80,6 +80,9 @@ struct Link {
     input: BytesMut,
     timer: Option<Sleep>,
     log: Rc<RefCell<ClientLog>>,
+    /// The server closed its side; what came before it was handed to the session, whose
+    /// events the caller takes before the next turn reports the close.
+    eof: bool,
 }
 
 /// What woke a link.
@@ -106,6 +109,7 @@ impl Link {
             input: BytesMut::new(),
             timer: None,
             log,
+            eof: false,
         }
     }
 
@@ -124,6 +128,9 @@ impl Link {
     /// One round: flush, wait for input, room, `wake_at` or the session's own deadline, and
     /// hand what arrived to the session. `Err` with a reason when the connection is over.
     async fn turn(&mut self, wake_at: Option<Millis>) -> Result<(), String> {
+        if self.eof {
+            return Err("server closed".into());
+        }
         self.flush().map_err(|error| format!("write: {error}"))?;
         let deadline = [self.session.poll_timeout(), wake_at]
             .into_iter()
@@ -157,7 +164,10 @@ impl Link {
                 let mut read = 0;
                 while read < READ_PER_WAKE {
                     match self.stream.try_read_buf(&mut self.input) {
-                        Ok(0) => return Err("server closed".into()),
+                        Ok(0) => {
+                            self.eof = true;
+                            break;
+                        }
                         Ok(n) => read += n,
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                         Err(error) => return Err(format!("read: {error}")),

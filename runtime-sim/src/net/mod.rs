@@ -117,6 +117,8 @@ struct Listener {
 #[derive(Debug, Default)]
 struct ListenGroup {
     members: Vec<ListenerId>,
+    /// Connections handed to each member, in the same order.
+    handed: Vec<u64>,
     next: usize,
 }
 
@@ -231,8 +233,18 @@ impl Network {
                 waker: None,
             },
         );
-        self.groups.entry(addr).or_default().members.push(id);
+        let group = self.groups.entry(addr).or_default();
+        group.members.push(id);
+        group.handed.push(0);
         Ok(id)
+    }
+
+    /// Connections handed to each listener of `addr`, in the order they bound.
+    pub(crate) fn listener_loads(&self, addr: SocketAddr) -> Vec<u64> {
+        self.groups
+            .get(&addr)
+            .map(|group| group.handed.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn listener_addr(&self, id: ListenerId) -> io::Result<SocketAddr> {
@@ -277,7 +289,10 @@ impl Network {
             return;
         };
         if let Some(group) = self.groups.get_mut(&listener.addr) {
-            group.members.retain(|member| *member != id);
+            if let Some(index) = group.members.iter().position(|member| *member == id) {
+                group.members.remove(index);
+                group.handed.remove(index);
+            }
             if group.members.is_empty() {
                 self.groups.remove(&listener.addr);
             }
@@ -300,12 +315,12 @@ impl Network {
             unspecified(to)
         };
         let listener = self.groups.get_mut(&group_addr).and_then(|group| {
-            let member = group
-                .members
-                .get(group.next % group.members.len().max(1))
-                .copied();
+            let index = group.next % group.members.len().max(1);
             group.next = group.next.wrapping_add(1);
-            member
+            if let Some(handed) = group.handed.get_mut(index) {
+                *handed += 1;
+            }
+            group.members.get(index).copied()
         });
         let backlog = self.config.accept_backlog;
         let Some(listener) = listener.filter(|id| {

@@ -463,6 +463,7 @@ mod tests {
                 .map(|(_, peer)| peer.ip())
                 .collect::<Vec<_>>()
         };
+        assert_eq!(world.listener_loads(addr(80)), [2, 2]);
         assert_eq!(peers(&a), [ip(0), ip(2)]);
         assert_eq!(peers(&b), [ip(1), ip(3)]);
         drop(clients);
