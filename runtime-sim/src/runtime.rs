@@ -146,3 +146,119 @@ impl DatagramSocket for UdpSocket {
         Ok(UdpSocket::local_addr(self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sleep, World};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn run_worker_runs_main_and_its_tasks_on_virtual_time() {
+        let world = World::new(1);
+        let finished = std::rc::Rc::new(std::cell::Cell::new(Millis::ZERO));
+        let seen = std::rc::Rc::clone(&finished);
+        Sim::run_worker(Box::pin(async move {
+            Sim::spawn_local(async move {
+                Sim::sleep_until(Millis(250)).await;
+                seen.set(Sim::now());
+            });
+            sleep(300).await;
+        }))
+        .unwrap();
+        assert_eq!(finished.get(), Millis(250));
+        assert_eq!(world.now(), Millis(300));
+    }
+
+    #[test]
+    fn run_worker_reports_a_deadlock_a_nested_call_and_a_missing_world() {
+        assert!(Sim::run_worker(Box::pin(async {})).is_err(), "no world");
+        let world = World::new(1);
+        let error = Sim::run_worker(Box::pin(std::future::pending())).unwrap_err();
+        assert!(error.to_string().contains("never happen"), "{error}");
+        let nested = world.block_on(
+            async { Sim::run_worker(Box::pin(async {})).map_err(|e| e.to_string()) },
+            0,
+        );
+        assert!(nested
+            .unwrap()
+            .unwrap_err()
+            .contains("inside a running simulation"));
+    }
+
+    #[test]
+    fn seeds_come_from_the_world_seed() {
+        let draw = |seed| {
+            let _world = World::new(seed);
+            [Sim::seed(), Sim::seed()]
+        };
+        assert_eq!(draw(4), draw(4));
+        assert_ne!(draw(4), draw(5));
+    }
+
+    #[test]
+    fn the_trait_impls_reach_the_simulated_sockets() {
+        let world = World::new(1);
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1935);
+        let listener = Sim::bind_listener(addr).unwrap();
+        let client = world
+            .connect(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), addr)
+            .unwrap();
+        let (server, peer) = world
+            .block_on(async move { Sim::accept(&listener).await.unwrap() }, 0)
+            .unwrap();
+        assert_eq!(peer, client.local_addr());
+        Connection::set_keepalive(&server, Some(Duration::from_secs(60))).unwrap();
+        Connection::set_nodelay(&server, true).unwrap();
+        assert_eq!(
+            client.peer_options().keepalive,
+            Some(Duration::from_secs(60))
+        );
+        assert!(client.peer_options().nodelay);
+        let mut queue = OutQueue::new();
+        queue.push(bytes::Bytes::from_static(b"hello"));
+        assert_eq!(Connection::try_send(&server, &mut queue, true).unwrap(), 5);
+        let mut input = BytesMut::new();
+        client.try_write(b"hi").unwrap();
+        assert_eq!(Connection::try_read(&server, &mut input).unwrap(), 2);
+
+        let rtp = Sim::bind_datagram(SocketAddr::new(addr.ip(), 30_000)).unwrap();
+        assert_eq!(
+            Sim::bind_datagram(SocketAddr::new(addr.ip(), 30_000))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let player = world
+            .bind_udp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                5000,
+            ))
+            .unwrap();
+        let datagram = Datagram {
+            channel: mediakit_core::datagram::UdpChannel::Rtp,
+            port: 5000,
+            segments: [
+                bytes::Bytes::from_static(b"rtp-header"),
+                bytes::Bytes::from_static(b"payload"),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mut sender = DatagramSender::new();
+        let sent = rtp
+            .try_send_batch(
+                &mut sender,
+                &[&datagram, &datagram],
+                player.local_addr().ip(),
+            )
+            .unwrap();
+        assert_eq!(sent, 2);
+        let (bytes, from) = player.try_recv().unwrap();
+        assert_eq!(
+            (&bytes[..], from),
+            (&b"rtp-headerpayload"[..], rtp.local_addr())
+        );
+        assert_eq!(DatagramSocket::local_addr(&rtp).unwrap().port(), 30_000);
+    }
+}

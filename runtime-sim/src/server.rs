@@ -16,7 +16,7 @@ const START_LIMIT_MS: u64 = 1_000;
 
 /// A configuration for simulated servers: two workers on 127.0.0.1, RTMP on 1935, HTTP on
 /// 8080, RTSP on 8554 with RTP/RTCP on 30000-30099, the rest the defaults.
-pub fn sim_config() -> ServerConfig {
+pub fn server_config() -> ServerConfig {
     let mut config = ServerConfig::default();
     config.server.workers = 2;
     config.server.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);

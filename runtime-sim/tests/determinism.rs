@@ -10,7 +10,7 @@ use mediakit_sim::clients::{
     play_http_flv, play_rtmp, publish_rtmp, raw_tcp, udp_flood, ClientLog, PlayOptions,
     PublishOptions, RawTcpOptions, UdpFloodOptions,
 };
-use mediakit_sim::server::{sim_config, SimServer, Stats};
+use mediakit_sim::server::{server_config, SimServer, Stats};
 use mediakit_sim::{Millis, NetStats, World};
 
 /// What a run leaves behind.
@@ -28,7 +28,7 @@ struct Trace {
 /// client pipelining requests without reading, and a UDP flood at the RTP port.
 fn scenario(seed: u64) -> Trace {
     let world = World::new(seed);
-    let server = SimServer::start(&world, sim_config()).unwrap();
+    let server = SimServer::start(&world, server_config()).unwrap();
     let (rtmp, http) = (server.rtmp_addr().unwrap(), server.http_addr().unwrap());
     let rtsp = server.rtsp_addr().unwrap();
     let publisher = publish_rtmp(PublishOptions {

@@ -13,7 +13,7 @@ use mediakit_sim::clients::{
     play_http_flv, play_rtmp, publish_rtmp, raw_tcp, udp_flood, Client, PlayOptions,
     PublishOptions, RawTcpOptions, UdpFloodOptions,
 };
-use mediakit_sim::server::{sim_config, SimServer};
+use mediakit_sim::server::{server_config, SimServer};
 use mediakit_sim::World;
 
 const SEND_TIMEOUT_MS: u64 = 5_000;
@@ -21,7 +21,7 @@ const SEND_TIMEOUT_MS: u64 = 5_000;
 #[test]
 fn stalled_players_a_pipeliner_and_a_flood_cost_healthy_players_nothing() {
     let world = World::new(0xbad);
-    let mut config = sim_config();
+    let mut config = server_config();
     config.server.send_timeout_ms = SEND_TIMEOUT_MS;
     let backlog = config.server.max_output_backlog_bytes;
     let server = SimServer::start(&world, config).unwrap();

@@ -8,7 +8,7 @@ use common::{client_ip, done, saw};
 use mediakit_sim::clients::{
     play_http_flv, play_rtmp, publish_rtmp, Event, PlayOptions, PublishOptions,
 };
-use mediakit_sim::server::{sim_config, SimServer};
+use mediakit_sim::server::{server_config, SimServer};
 use mediakit_sim::{Millis, World};
 
 const WAIT_MS: u64 = 3_000;
@@ -16,7 +16,7 @@ const WAIT_MS: u64 = 3_000;
 #[test]
 fn players_wait_for_a_late_publisher_and_are_refused_exactly_at_the_deadline() {
     let world = World::new(7);
-    let mut config = sim_config();
+    let mut config = server_config();
     config.hub.play_wait_ms = WAIT_MS;
     let server = SimServer::start(&world, config).unwrap();
     let (rtmp, http) = (server.rtmp_addr().unwrap(), server.http_addr().unwrap());

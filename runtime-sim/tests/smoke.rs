@@ -10,14 +10,14 @@ use common::{client_ip, done};
 use mediakit_sim::clients::{
     play_http_flv, play_rtmp, publish_rtmp, Event, PlayOptions, PublishOptions, Track,
 };
-use mediakit_sim::server::{sim_config, SimServer};
+use mediakit_sim::server::{server_config, SimServer};
 use mediakit_sim::World;
 
 #[test]
 fn a_hundred_players_get_every_frame_published_after_they_joined() {
     let began = Instant::now();
     let world = World::new(0x5eed);
-    let server = SimServer::start(&world, sim_config()).unwrap();
+    let server = SimServer::start(&world, server_config()).unwrap();
     let rtmp = server.rtmp_addr().unwrap();
     let http = server.http_addr().unwrap();
 
