@@ -15,7 +15,7 @@
 //! - [`net`]: TCP connections as two bounded byte pipes (a reader that stops reading stalls
 //!   its writer), `SO_REUSEPORT`-style listener groups, UDP with bounded queues and seeded
 //!   loss;
-//! - [`runtime`]: [`Sim`](runtime::Sim), the engine's `Runtime` on all of the above;
+//! - [`runtime`]: [`Sim`], the engine's `Runtime` on all of the above;
 //! - [`server`]: the real engine's workers started on a world ([`SimServer`]);
 //! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients,
 //!   built on the core's own sessions, each recording what it saw.

@@ -1,8 +1,8 @@
-//! The simulated network: TCP listeners and connections made of two [`pipe`]s, and UDP
+//! The simulated network: TCP listeners and connections made of two bounded pipes, and UDP
 //! sockets with bounded receive queues and seeded loss. Every address is virtual, so any IP
 //! works: tests connect from as many client addresses as they like.
 //!
-//! [`Network`] is the state (owned by the world, behind one `RefCell`); [`tcp`] and [`udp`]
+//! `Network` is the state (owned by the world, behind one `RefCell`); [`tcp`] and [`udp`]
 //! hold the handles tasks and tests use.
 
 mod pipe;
