@@ -1,10 +1,19 @@
 //! # mediakit-core
 //!
-//! Sans-IO protocol state machines for a live media server: the media model, AMF0, RTMP
-//! (handshake, chunk stream, server and client sessions), FLV, HTTP request heads, RTSP
-//! (messages, transport headers, a server session over TCP interleaved), SDP, RTP packetizers
-//! and depacketizers (H.264, H.265, AAC), RTCP, and the hub that fans one publisher out to
-//! many players.
+//! Sans-IO protocol state machines for a live media server, and the policy a server built on
+//! them applies:
+//!
+//! - media and protocols: the media model, AMF0, RTMP (handshake, chunk stream, server and
+//!   client sessions), FLV, HTTP request heads and the HTTP live session (HTTP-FLV, HTTP-TS,
+//!   HLS documents), RTSP (messages, transport headers, a server session over TCP interleaved
+//!   and UDP), SDP, RTP packetizers and depacketizers (H.264, H.265, AAC), RTCP, datagrams for
+//!   RTP over UDP, MPEG-TS mux/demux, the HLS segmenter and catalog;
+//! - the hub that fans one publisher out to many players (GOP cache, bounded player queues,
+//!   the stream registry, cross-worker forwarding);
+//! - every decision a server makes about time and limits: waits for a stream or a playlist
+//!   ([`wait`]), per-connection defences ([`guard`]: send progress, backpressure), connection
+//!   admission ([`admission`]), UDP routes ([`datagram`]), how much one wake-up may do
+//!   ([`budget`]), rate limits and log gating ([`limit`]).
 //!
 //! Nothing here performs I/O, starts a thread or reads a clock. Bytes from the network go in
 //! through `handle_input`-style methods, time goes in as a [`Millis`] argument, and what must be
@@ -95,6 +104,7 @@ extern crate std;
 
 pub mod admission;
 pub mod amf0;
+pub mod budget;
 pub mod datagram;
 pub mod flv;
 pub mod guard;

@@ -9,19 +9,17 @@
 //!
 //! The runtime's decisions around those sockets are made here too: which session an address
 //! leads to ([`RouteTable`]), how much may wait for a session that is not running
-//! ([`InboundQueue`]), and how much one wake-up of a receive loop may take
-//! ([`ReceiveBudget`]).
+//! ([`InboundQueue`]); how much one wake-up of a receive loop may take is a
+//! [`WakeBudget`](crate::budget::WakeBudget).
 
 use alloc::collections::VecDeque;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-mod budget;
 mod inbound;
 mod routes;
 
-pub use budget::{ReceiveBudget, DEFAULT_RECEIVE_BUDGET};
 pub use inbound::{InboundLimits, InboundQueue};
 pub use routes::{RouteError, RouteTable, MAX_ROUTES_PER_SESSION};
 

@@ -16,6 +16,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use mediakit_core::budget::{WakeBudget, TCP_READ_BUDGET};
 use mediakit_core::datagram::UdpChannel;
 use mediakit_core::guard::ConnectionGuard;
 use mediakit_core::hls::{HlsPublication, HlsResource};
@@ -32,7 +33,7 @@ use mediakit_core::Millis;
 use super::fanout::Source;
 use super::hls::Woken;
 use super::inbox::WorkerMsg;
-use super::notify::LocalNotify;
+use super::notify::{yield_now, LocalNotify};
 use super::runtime::{Connection as _, Runtime, Timer as _};
 use super::shared::{PublisherHandle, Shared};
 use super::stats::Footprint;
@@ -234,6 +235,9 @@ async fn drive<R: Runtime, S: LiveSession>(
     // deadline it is set for, `None` when it is not to be polled (or has fired).
     let mut timer: Option<R::Sleep> = None;
     let mut armed: Option<Millis> = None;
+    // Reads in a row without the loop having waited: a peer that sends faster than we parse
+    // would otherwise keep this task running and starve the worker's other connections.
+    let mut reads = WakeBudget::new(TCP_READ_BUDGET);
 
     let ending = loop {
         if worker.is_stopping() {
@@ -286,6 +290,11 @@ async fn drive<R: Runtime, S: LiveSession>(
         }
         let timer_armed = armed.is_some();
         let wake = Rc::clone(&conn.wake);
+        if reads.exhausted() {
+            yield_now().await;
+            reads.start_wake();
+        }
+        let mut waited = false;
         let wakeup = poll_fn(|cx| {
             if read_open {
                 if let Poll::Ready(result) = stream.poll_readable(cx) {
@@ -310,25 +319,33 @@ async fn drive<R: Runtime, S: LiveSession>(
                     return Poll::Ready(Wakeup::Deadline);
                 }
             }
+            waited = true;
             Poll::Pending
         })
         .await;
+        if waited {
+            reads.start_wake();
+        }
 
         match wakeup {
             Wakeup::Readable(Err(error)) | Wakeup::Writable(Err(error)) => {
                 break Ending::Error(format!("socket error: {error}"));
             }
-            Wakeup::Readable(Ok(())) => match stream.try_read(&mut input) {
-                Ok(0) => break conn.closing.take().unwrap_or(Ending::Normal("peer closed")),
-                Ok(_) => {
-                    conn.receive_datagrams(true);
-                    if let Err(error) = conn.session.handle_input(R::now(), &mut input) {
-                        conn.closing = Some(Ending::Error(error.to_string()));
+            Wakeup::Readable(Ok(())) => {
+                // Counted here; the check before the next wait yields once it is spent.
+                reads.take();
+                match stream.try_read(&mut input) {
+                    Ok(0) => break conn.closing.take().unwrap_or(Ending::Normal("peer closed")),
+                    Ok(_) => {
+                        conn.receive_datagrams(true);
+                        if let Err(error) = conn.session.handle_input(R::now(), &mut input) {
+                            conn.closing = Some(Ending::Error(error.to_string()));
+                        }
                     }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => break Ending::Error(format!("read failed: {error}")),
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => break Ending::Error(format!("read failed: {error}")),
-            },
+            }
             Wakeup::Writable(Ok(())) => {}
             Wakeup::Notified => {
                 conn.receive_datagrams(false);

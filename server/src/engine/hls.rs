@@ -155,6 +155,12 @@ impl Hls {
         state.waiting.remove(&waiter);
     }
 
+    /// Bytes of segments kept and streams kept, for the server's statistics.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.catalog.total_bytes(), state.catalog.stream_count())
+    }
+
     /// When [`Hls::handle_timeout`] should next run: the earliest end of a linger.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.lock().catalog.poll_timeout()

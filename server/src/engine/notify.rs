@@ -1,4 +1,4 @@
-//! A wake-up flag for tasks on one thread.
+//! Wake-ups for tasks on one thread: a flag another task sets, and a yield.
 //!
 //! Players are woken once per batch of frames; this is that wake, with no allocation, no
 //! atomic and no lock: an `Rc` shared by the tasks of one worker. A notification that comes
@@ -59,6 +59,30 @@ impl Future for Notified<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.notify.poll_notified(cx)
+    }
+}
+
+/// Lets the worker's other tasks run once before this one goes on (after it used up a
+/// [`WakeBudget`](mediakit_core::budget::WakeBudget)); works on any executor.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

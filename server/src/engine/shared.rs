@@ -126,7 +126,12 @@ impl Shared {
 
     /// The server's statistics now.
     pub fn stats(&self) -> Stats {
-        Stats::sum(&self.stats)
+        let (hls_bytes, hls_streams) = self.hls.usage();
+        Stats {
+            hls_bytes,
+            hls_streams,
+            ..Stats::sum(&self.stats)
+        }
     }
 
     /// Asks every worker to stop.

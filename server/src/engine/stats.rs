@@ -94,6 +94,7 @@ impl WorkerStats {
             closed_send_stalled: self.closed_send_stalled.load(Ordering::Relaxed),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
+            ..Stats::default()
         }
     }
 }
@@ -117,6 +118,10 @@ pub struct Stats {
     pub refused_connections: u64,
     /// Datagrams dropped (unrouted or beyond a session's bound).
     pub datagrams_dropped: u64,
+    /// Bytes of HLS segments kept, all streams (live and lingering) together.
+    pub hls_bytes: usize,
+    /// HLS streams kept (live and lingering).
+    pub hls_streams: usize,
 }
 
 impl Stats {
@@ -136,6 +141,7 @@ impl Stats {
                 closed_send_stalled: total.closed_send_stalled + worker.closed_send_stalled,
                 refused_connections: total.refused_connections + worker.refused_connections,
                 datagrams_dropped: total.datagrams_dropped + worker.datagrams_dropped,
+                ..total
             })
     }
 }

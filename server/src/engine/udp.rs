@@ -8,26 +8,25 @@
 //!
 //! The decisions are the core's: which session an address leads to and who may claim it
 //! ([`RouteTable`]), how many datagrams one wake-up takes before the worker's other tasks
-//! run ([`ReceiveBudget`]), how much may wait for one session ([`InboundQueue`]).
+//! run ([`WakeBudget`]), how much may wait for one session ([`InboundQueue`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use mediakit_core::budget::{WakeBudget, UDP_RECEIVE_BUDGET};
 use mediakit_core::datagram::{
-    Datagram, DatagramQueue, InboundLimits, InboundQueue, ReceiveBudget, RouteError, RouteTable,
-    UdpChannel, DEFAULT_RECEIVE_BUDGET,
+    Datagram, DatagramQueue, InboundLimits, InboundQueue, RouteError, RouteTable, UdpChannel,
 };
 use smallvec::SmallVec;
 
-use super::notify::LocalNotify;
+use super::notify::{yield_now, LocalNotify};
 use super::runtime::{DatagramSocket, Runtime};
 use super::shared::Shared;
 use crate::socket::{DatagramSender, DATAGRAM_BATCH};
@@ -82,7 +81,7 @@ pub struct UdpPorts<R: Runtime> {
     /// One receive buffer: a datagram is read here, its route looked up, and only a routed
     /// one is copied out (to exactly its size, so a cached frame pins no more than itself).
     scratch: RefCell<Vec<u8>>,
-    budget: RefCell<ReceiveBudget>,
+    budget: RefCell<WakeBudget>,
     /// Batched sends' preallocated headers, shared by the worker's sessions.
     sender: RefCell<DatagramSender>,
     /// Where dropped datagrams are counted.
@@ -140,7 +139,7 @@ impl<R: Runtime> UdpPorts<R> {
             routes: RefCell::new(RouteTable::new()),
             inboxes: RefCell::new(HashMap::new()),
             scratch: RefCell::new(vec![0; MAX_DATAGRAM]),
-            budget: RefCell::new(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
+            budget: RefCell::new(WakeBudget::new(UDP_RECEIVE_BUDGET)),
             sender: RefCell::new(DatagramSender::new()),
             shared: Arc::clone(shared),
             worker,
@@ -224,7 +223,7 @@ impl<R: Runtime> UdpPorts<R> {
             self.budget.borrow_mut().start_wake();
             self.receive(channel);
             if self.budget.borrow().exhausted() {
-                YieldNow(false).await;
+                yield_now().await;
             }
         }
     }
@@ -276,21 +275,6 @@ impl<R: Runtime> UdpPorts<R> {
         if let (true, Some(stats)) = (dropped > 0, self.shared.stats_of(self.worker)) {
             stats.datagrams_dropped(dropped);
         }
-    }
-}
-
-/// Yields once to the executor, so other tasks of the worker run before this one goes on.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 

@@ -1,24 +1,29 @@
-//! How much one wake-up of a UDP receive loop may take before it yields.
+//! How much one wake-up of a loop on a single-threaded worker may do before it yields.
 //!
-//! A receive loop that drains its socket until empty never yields while a peer floods the
-//! port, and the worker's other tasks (its TCP connections, the sessions the datagrams are
-//! for) starve. With a budget, the loop takes a bounded number of datagrams per wake-up and
-//! then yields; what remains in the socket is read on the next turn, or dropped by the
-//! kernel once its buffer is full, which is where a flood's cost belongs.
+//! A loop that drains its socket until empty never yields while a peer floods it: a UDP
+//! receive loop under a flood at the RTP port, or a connection whose peer sends faster than
+//! the worker parses, and the worker's other tasks (its other connections, the sessions the
+//! datagrams are for) starve. With a budget, the loop does a bounded amount per wake-up and
+//! then yields; what remains in the socket is read on the next turn, or (for UDP) dropped by
+//! the kernel once its buffer is full, which is where a flood's cost belongs.
 
-/// Datagrams one wake-up of a receive loop takes by default.
-pub const DEFAULT_RECEIVE_BUDGET: usize = 64;
+/// Datagrams one wake-up of a UDP receive loop takes.
+pub const UDP_RECEIVE_BUDGET: usize = 64;
 
-/// A per-wake-up allowance of datagrams: [`ReceiveBudget::start_wake`] when the loop wakes,
-/// [`ReceiveBudget::take`] before each receive, and yield once it says no.
+/// Reads (of at most about 16 KiB each) one connection does in a row before it lets the
+/// worker's other tasks run.
+pub const TCP_READ_BUDGET: usize = 16;
+
+/// A per-wake-up allowance: [`WakeBudget::start_wake`] when the loop wakes,
+/// [`WakeBudget::take`] before each unit of work, and yield once it says no.
 #[derive(Debug, Clone)]
-pub struct ReceiveBudget {
+pub struct WakeBudget {
     per_wake: usize,
     left: usize,
 }
 
-impl ReceiveBudget {
-    /// A budget of `per_wake` datagrams per wake-up (at least 1, so a loop always makes
+impl WakeBudget {
+    /// A budget of `per_wake` units per wake-up (at least 1, so a loop always makes
     /// progress), full for the first wake-up.
     pub fn new(per_wake: usize) -> Self {
         let per_wake = per_wake.max(1);
@@ -33,7 +38,7 @@ impl ReceiveBudget {
         self.left = self.per_wake;
     }
 
-    /// Consumes one datagram's worth; false once this wake-up's allowance is spent (yield).
+    /// Consumes one unit; false once this wake-up's allowance is spent (yield).
     pub fn take(&mut self) -> bool {
         match self.left.checked_sub(1) {
             Some(left) => {
@@ -50,9 +55,9 @@ impl ReceiveBudget {
     }
 }
 
-impl Default for ReceiveBudget {
+impl Default for WakeBudget {
     fn default() -> Self {
-        Self::new(DEFAULT_RECEIVE_BUDGET)
+        Self::new(UDP_RECEIVE_BUDGET)
     }
 }
 
@@ -63,7 +68,7 @@ mod tests {
 
     #[test]
     fn takes_up_to_the_budget_per_wake() {
-        let mut budget = ReceiveBudget::new(2);
+        let mut budget = WakeBudget::new(2);
         assert!(!budget.exhausted());
         assert!(budget.take());
         assert!(budget.take());
@@ -76,10 +81,10 @@ mod tests {
 
     #[test]
     fn a_zero_budget_still_makes_progress() {
-        let mut budget = ReceiveBudget::new(0);
+        let mut budget = WakeBudget::new(0);
         assert!(budget.take());
         assert!(!budget.take());
-        assert_eq!(ReceiveBudget::default().per_wake, DEFAULT_RECEIVE_BUDGET);
+        assert_eq!(WakeBudget::default().per_wake, UDP_RECEIVE_BUDGET);
     }
 
     proptest! {
@@ -90,7 +95,7 @@ mod tests {
             wakes in proptest::collection::vec(0usize..20, 0..30),
             per_wake in 1usize..8,
         ) {
-            let mut budget = ReceiveBudget::new(per_wake);
+            let mut budget = WakeBudget::new(per_wake);
             for attempts in wakes {
                 budget.start_wake();
                 let granted = (0..attempts).filter(|_| budget.take()).count();
