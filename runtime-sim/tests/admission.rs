@@ -84,7 +84,7 @@ fn stopping_the_server_closes_every_connection() {
 }
 
 #[test]
-#[ignore = "engine bug: after LocalServer::stop, each worker's accept loops, UDP receive loops and inbox task never end, so its listeners and RTP ports stay bound"]
+
 fn a_stopped_server_releases_its_listeners_ports_and_tasks() {
     let world = World::new(3);
     let server = SimServer::start(&world, server_config()).unwrap();

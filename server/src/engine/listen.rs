@@ -13,6 +13,7 @@ use mediakit_core::Millis;
 
 use super::connection::{self, Protocol};
 use super::inbox::WorkerMsg;
+use super::notify::unless;
 use super::runtime::{Runtime, Timer as _};
 use super::shared::Shared;
 use super::udp::UdpPorts;
@@ -49,14 +50,17 @@ pub async fn run<R: Runtime>(
     }
     if let Some(udp) = worker.udp.get() {
         for channel in [UdpChannel::Rtp, UdpChannel::Rtcp] {
-            let stopping = Rc::clone(&worker);
-            R::spawn_local(Rc::clone(udp).receive_loop(channel, move || stopping.is_stopping()));
+            R::spawn_local(Rc::clone(udp).receive_loop(channel, worker.stop_signal()));
         }
     }
     let inbox_worker = Rc::clone(&worker);
     R::spawn_local(async move {
         while let Ok(message) = inbox.recv().await {
+            let stop = matches!(message, WorkerMsg::Stop);
             inbox_worker.handle_message(message);
+            if stop {
+                break;
+            }
         }
     });
     if worker.shared.config.hls.enabled {
@@ -97,29 +101,25 @@ fn bind<R: Runtime>(worker: &Rc<Worker<R>>) -> io::Result<Vec<(R::Listener, Prot
 }
 
 async fn accept_loop<R: Runtime>(worker: Rc<Worker<R>>, listener: R::Listener, protocol: Protocol) {
-    while !worker.is_stopping() {
-        match R::accept(&listener).await {
-            Ok((stream, peer)) => {
-                if worker.is_stopping() {
-                    return;
-                }
-                match worker.shared.admit(peer.ip()) {
-                    Ok(()) => R::spawn_local(connection::serve(
-                        Rc::clone(&worker),
-                        stream,
-                        peer,
-                        protocol,
-                    )),
-                    Err(error) => {
-                        if let Some(stats) = worker.stats() {
-                            stats.refused();
-                        }
-                        if worker.log_allowed() {
-                            tracing::warn!(%peer, proto = protocol.name(), "connection refused: {error}");
-                        }
+    let stop = worker.stop_signal();
+    while let Some(accepted) = unless(&stop, R::accept(&listener)).await {
+        match accepted {
+            Ok((stream, peer)) => match worker.shared.admit(peer.ip()) {
+                Ok(()) => R::spawn_local(connection::serve(
+                    Rc::clone(&worker),
+                    stream,
+                    peer,
+                    protocol,
+                )),
+                Err(error) => {
+                    if let Some(stats) = worker.stats() {
+                        stats.refused();
+                    }
+                    if worker.log_allowed() {
+                        tracing::warn!(%peer, proto = protocol.name(), "connection refused: {error}");
                     }
                 }
-            }
+            },
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 if worker.log_allowed() {

@@ -62,6 +62,20 @@ impl Future for Notified<'_> {
     }
 }
 
+/// `future`'s output, or `None` if `stop` is notified first: how a worker's long-lived tasks
+/// (accept loops, UDP receive loops) end when the worker stops, rather than wait forever on a
+/// socket.
+pub async fn unless<F: Future>(stop: &LocalNotify, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        if stop.poll_notified(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        future.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
 /// Lets the worker's other tasks run once before this one goes on (after it used up a
 /// [`WakeBudget`](mediakit_core::budget::WakeBudget)); works on any executor.
 pub fn yield_now() -> YieldNow {

@@ -26,7 +26,7 @@ use mediakit_core::datagram::{
 };
 use smallvec::SmallVec;
 
-use super::notify::{yield_now, LocalNotify};
+use super::notify::{unless, yield_now, LocalNotify};
 use super::runtime::{DatagramSocket, Runtime};
 use super::shared::Shared;
 use crate::socket::{DatagramSender, DATAGRAM_BATCH};
@@ -210,12 +210,12 @@ impl<R: Runtime> UdpPorts<R> {
         self.socket(channel).poll_writable(cx)
     }
 
-    /// Receives on `channel`'s socket until the worker stops, handing each datagram to the
+    /// Receives on `channel`'s socket until `stop` fires, handing each datagram to the
     /// session routed for its source. Each wake-up takes at most the core's receive budget,
     /// then lets the worker's other tasks run before it takes more.
-    pub async fn receive_loop(self: Rc<Self>, channel: UdpChannel, stopping: impl Fn() -> bool) {
-        while !stopping() {
-            let ready = poll_fn(|cx| self.socket(channel).poll_readable(cx)).await;
+    pub async fn receive_loop(self: Rc<Self>, channel: UdpChannel, stop: Rc<LocalNotify>) {
+        let readable = || poll_fn(|cx| self.socket(channel).poll_readable(cx));
+        while let Some(ready) = unless(&stop, readable()).await {
             if let Err(error) = ready {
                 tracing::warn!(?channel, "UDP receive failed: {error}");
                 return;

@@ -42,6 +42,9 @@ pub struct Worker<R: Runtime> {
     pub hls_housekeeping: LocalNotify,
     stopping: Cell<bool>,
     pub stopped: LocalNotify,
+    /// One per long-lived task (accept loops, UDP receive loops), notified when the worker
+    /// stops so each ends instead of waiting on its socket.
+    stop_signals: RefCell<Vec<Rc<LocalNotify>>>,
     runtime: PhantomData<R>,
 }
 
@@ -69,6 +72,7 @@ impl<R: Runtime> Worker<R> {
             hls_housekeeping: LocalNotify::new(),
             stopping: Cell::new(false),
             stopped: LocalNotify::new(),
+            stop_signals: RefCell::new(Vec::new()),
             runtime: PhantomData,
         }
     }
@@ -184,6 +188,16 @@ impl<R: Runtime> Worker<R> {
         self.stopping.get()
     }
 
+    /// A notify that fires when the worker stops, for one long-lived task.
+    pub fn stop_signal(&self) -> Rc<LocalNotify> {
+        let signal = Rc::new(LocalNotify::new());
+        if self.is_stopping() {
+            signal.notify();
+        }
+        self.stop_signals.borrow_mut().push(Rc::clone(&signal));
+        signal
+    }
+
     pub fn handle_message(&self, message: WorkerMsg) {
         match message {
             WorkerMsg::Subscribe { publication, from } => {
@@ -226,6 +240,9 @@ impl<R: Runtime> Worker<R> {
                 self.stopping.set(true);
                 for wake in self.connections.borrow().values() {
                     wake.notify();
+                }
+                for signal in self.stop_signals.borrow().iter() {
+                    signal.notify();
                 }
                 self.hls_housekeeping.notify();
                 self.stopped.notify();
