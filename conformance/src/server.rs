@@ -184,6 +184,17 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// Panics, with the publisher's output and this server's log, unless the publisher
+    /// `finished` successfully.
+    pub fn assert_published(&self, what: &str, finished: &crate::probe::Finished) {
+        assert!(
+            finished.success(),
+            "{what}: publisher: {}\nserver log:\n{}",
+            finished.describe(),
+            self.log_text()
+        );
+    }
+
     /// The server's lines that contain every one of `needles`.
     pub fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
         self.log

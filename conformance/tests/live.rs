@@ -49,12 +49,7 @@ fn play_before_publish_gets_every_packet() {
         let decode_http = probe::spawn_decode(&http_live, &[]);
         std::thread::sleep(PLAYERS_SETTLE);
         let publisher = media::publish(clip, &rtmp, &[]).wait_timeout(PLAYER_DEADLINE);
-        assert!(
-            publisher.success(),
-            "publisher: {}\nserver log:\n{}",
-            publisher.describe(),
-            server.log_text()
-        );
+        server.assert_published(&binary.display().to_string(), &publisher);
 
         let what = |player: &str| format!("{} {player}", binary.display());
         // Players end when the publisher does; 5 s covers the server noticing and closing.
@@ -109,12 +104,7 @@ fn single_track_streams_play_complete() {
             .collect();
         for publisher in publishers {
             let publisher = publisher.wait_timeout(PLAYER_DEADLINE);
-            assert!(
-                publisher.success(),
-                "publisher: {}\nserver log:\n{}",
-                publisher.describe(),
-                server.log_text()
-            );
+            server.assert_published(&binary.display().to_string(), &publisher);
         }
         for (clip, _, players) in runs {
             for (player, protocol) in players.into_iter().zip(["RTMP", "HTTP-FLV"]) {
@@ -540,12 +530,7 @@ fn hostile_connections_are_closed_alone() {
         }
 
         let publisher = publisher.wait_timeout(PLAYER_DEADLINE);
-        assert!(
-            publisher.success(),
-            "publisher: {}\nserver log:\n{}",
-            publisher.describe(),
-            server.log_text()
-        );
+        server.assert_published(&binary.display().to_string(), &publisher);
         let run = ProbeRun::from_finished(player.wait_timeout(Duration::from_secs(5)));
         assert_matches_source(
             &format!("{} player beside the hostile connections", binary.display()),

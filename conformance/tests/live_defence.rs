@@ -534,13 +534,7 @@ server log:
         }
 
         let published = publisher.wait_timeout(PUBLISH_DEADLINE);
-        assert!(
-            published.success(),
-            "{}: publisher: {}\nserver log:\n{}",
-            binary.display(),
-            published.describe(),
-            server.log_text()
-        );
+        server.assert_published(&binary.display().to_string(), &published);
         for (proto, player) in healthy {
             let what = format!("{} healthy {} player", binary.display(), proto.name());
             let run = ProbeRun::from_finished(player.wait_timeout(PLAYER_TAIL));
@@ -788,13 +782,7 @@ fn slowloris_and_pipelining_clients_are_closed_while_a_player_plays() {
         );
 
         let published = publisher.wait_timeout(PUBLISH_DEADLINE);
-        assert!(
-            published.success(),
-            "{}: publisher: {}\nserver log:\n{}",
-            binary.display(),
-            published.describe(),
-            server.log_text()
-        );
+        server.assert_published(&binary.display().to_string(), &published);
         assert_matches_source(
             &format!("{} RTMP player beside them", binary.display()),
             &ProbeRun::from_finished(player.wait_timeout(PLAYER_TAIL)),
@@ -892,13 +880,7 @@ fn udp_flood_does_not_stop_a_udp_player() {
             "{}: {sent} junk datagrams sent at {range}",
             binary.display()
         );
-        assert!(
-            published.success(),
-            "{}: publisher: {}\nserver log:\n{}",
-            binary.display(),
-            published.describe(),
-            server.log_text()
-        );
+        server.assert_published(&binary.display().to_string(), &published);
         assert_eq!(
             sent,
             FLOOD_DATAGRAMS,
