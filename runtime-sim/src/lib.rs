@@ -17,8 +17,9 @@
 //!   loss;
 //! - [`runtime`]: [`Sim`], the engine's `Runtime` on all of the above;
 //! - [`server`]: the real engine's workers started on a world ([`SimServer`]);
-//! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients,
-//!   built on the core's own sessions, each recording what it saw.
+//! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients
+//!   and a hand-driven RTMP client, built on the core's own sessions, each recording what it
+//!   saw.
 //!
 //! ## A scenario in a test
 //!

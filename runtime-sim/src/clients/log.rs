@@ -30,6 +30,9 @@ pub enum Event {
     },
     /// A publisher queued a frame for the server.
     Sent(FrameId),
+    /// A client sent a message that is no progress: a Ping Request (with an
+    /// Acknowledgement).
+    Pinged,
     /// A frame failed its check, or the stream could not be parsed.
     Corrupt(String),
     /// The stream ended (the publisher stopped).

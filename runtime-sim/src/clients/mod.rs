@@ -1,5 +1,6 @@
 //! Simulated clients for scenarios: an RTMP publisher of a synthetic stream, RTMP and
-//! HTTP-FLV players that check every frame they receive, a raw TCP client and a UDP sender.
+//! HTTP-FLV players that check every frame they receive, a raw TCP client, a hand-driven RTMP
+//! client and a UDP sender.
 //!
 //! The protocol work is the core's own sans-IO sessions (`RtmpClientSession`, the FLV
 //! demuxer), so the simulation tests the server against the same code a real client of
@@ -11,6 +12,7 @@ mod http_flv;
 mod log;
 mod media;
 mod raw;
+mod raw_rtmp;
 mod rtmp;
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,7 @@ pub use http_flv::play_http_flv;
 pub use log::{ClientLog, Delivered, DeliveryError, Event, Record};
 pub use media::{FrameError, FrameId, MediaSpec, SyntheticSource, Track, AUDIO_RATE};
 pub use raw::{raw_tcp, udp_flood, RawTcpOptions, UdpFloodOptions};
+pub use raw_rtmp::{control_bytes, status_code, RawRtmp};
 pub use rtmp::{play_rtmp, publish_rtmp, PublishEnd, PublishOptions};
 
 use std::future::{poll_fn, Future};
