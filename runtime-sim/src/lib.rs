@@ -69,6 +69,8 @@ pub use rng::SimRng;
 pub use runtime::Sim;
 pub use server::{server_config, SimServer};
 pub use timer::Sleep;
-pub use world::{now, seed, sleep, sleep_until, spawn, yield_now, JoinHandle, SimConfig, World};
+pub use world::{
+    now, seed, sleep, sleep_until, spawn, try_now, yield_now, JoinHandle, SimConfig, World,
+};
 
 pub use mediakit_core::Millis;
