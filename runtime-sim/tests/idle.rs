@@ -3,7 +3,8 @@
 //! instant; a connection that never publishes or plays is closed `handshake_timeout_ms` after
 //! connect, pings or not; an HTTP slowloris is closed `request_timeout_ms` after connect; an
 //! RTMP client pinging a thousand times a second without reading gets ten answers a second
-//! and is closed by the send-progress deadline.
+//! and is closed by the send-progress deadline, and one asking to be acknowledged every byte
+//! is acknowledged every 4 KiB.
 
 mod common;
 
@@ -314,4 +315,61 @@ fn a_ping_flood_gets_ten_answers_a_second_and_is_closed_when_they_back_up() {
     let stats = server.stats();
     assert_eq!(stats.closed_send_stalled, 1);
     assert_eq!(stats.connections, 0);
+}
+
+#[test]
+fn an_acknowledgement_window_of_one_byte_is_raised_to_four_kib() {
+    use mediakit_core::rtmp::message::types;
+    use mediakit_core::rtmp::{ChunkEncoder, MIN_ACK_WINDOW};
+    use mediakit_core::OutQueue;
+
+    let world = World::new(15);
+    let server = SimServer::start(&world, server_config()).unwrap();
+    let rtmp = server.rtmp_addr().unwrap();
+    // Asks to be acknowledged every byte, then sends 20,000 small messages (its own
+    // Acknowledgements, which the server reads and ignores), then reads what came back.
+    let mut controls = vec![ControlMessage::WindowAckSize(1)];
+    controls.extend((0..20_000).map(|sequence| ControlMessage::Acknowledgement { sequence }));
+    let sent = controls.clone();
+    let client = world.spawn(async move {
+        let mut client = RawRtmp::handshake(client_ip(1), rtmp, None).await.unwrap();
+        for control in &sent {
+            client.queue_control(control);
+        }
+        client.send().await.unwrap();
+        mediakit_sim::sleep(10).await;
+        client.try_messages().unwrap()
+    });
+    assert!(world.run_until(|| client.is_finished(), 1_000));
+    let acks: Vec<u32> = client
+        .take()
+        .unwrap()
+        .iter()
+        .filter(|message| message.header.type_id == types::ACKNOWLEDGEMENT)
+        .filter_map(|message| {
+            match ControlMessage::parse(types::ACKNOWLEDGEMENT, &message.payload) {
+                Ok(ControlMessage::Acknowledgement { sequence }) => Some(sequence),
+                _ => None,
+            }
+        })
+        .collect();
+
+    // The model: the server counts each message's bytes as it reads it, and acknowledges
+    // once 4 KiB have arrived since the last Acknowledgement (the window takes effect after
+    // the message that set it).
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutQueue::new();
+    let (mut received, mut acknowledged, mut expected) = (0u64, 0u64, Vec::new());
+    for (n, control) in controls.iter().enumerate() {
+        let before = out.queued_bytes();
+        encoder.write_control(control, &mut out).unwrap();
+        received += (out.queued_bytes() - before) as u64;
+        if n > 0 && received - acknowledged >= u64::from(MIN_ACK_WINDOW) {
+            acknowledged = received;
+            expected.push(received as u32);
+        }
+    }
+    assert_eq!(out.queued_bytes(), 16 + 12 + 19_999 * 5);
+    assert_eq!(acks, expected);
+    assert_eq!(acks.len(), 24, "not one per message");
 }

@@ -166,24 +166,48 @@ impl RawRtmp {
     /// Set Chunk Size messages are applied as they pass.
     pub async fn next_message(&mut self) -> io::Result<Option<Message>> {
         loop {
-            let decoded = self
-                .decoder
-                .decode(&mut self.input)
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
-            if let Some(message) = decoded {
-                if message.header.type_id == types::SET_CHUNK_SIZE {
-                    if let Ok(ControlMessage::SetChunkSize(size)) =
-                        ControlMessage::parse(types::SET_CHUNK_SIZE, &message.payload)
-                    {
-                        let _ = self.decoder.set_chunk_size(size);
-                    }
-                }
+            if let Some(message) = self.decode()? {
                 return Ok(Some(message));
             }
             if self.stream.read_buf(&mut self.input).await? == 0 {
                 return Ok(None);
             }
         }
+    }
+
+    /// The messages that have arrived, without waiting for more.
+    pub fn try_messages(&mut self) -> io::Result<Vec<Message>> {
+        loop {
+            match self.stream.try_read_buf(&mut self.input) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+        }
+        let mut messages = Vec::new();
+        while let Some(message) = self.decode()? {
+            messages.push(message);
+        }
+        Ok(messages)
+    }
+
+    /// Takes the next whole message off the input read so far, applying Set Chunk Size.
+    fn decode(&mut self) -> io::Result<Option<Message>> {
+        let decoded = self
+            .decoder
+            .decode(&mut self.input)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+        if let Some(message) = &decoded {
+            if message.header.type_id == types::SET_CHUNK_SIZE {
+                if let Ok(ControlMessage::SetChunkSize(size)) =
+                    ControlMessage::parse(types::SET_CHUNK_SIZE, &message.payload)
+                {
+                    let _ = self.decoder.set_chunk_size(size);
+                }
+            }
+        }
+        Ok(decoded)
     }
 
     /// Reads and decodes until the server closes; returns the messages.
