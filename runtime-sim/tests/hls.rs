@@ -2,7 +2,8 @@
 //! instant the first segment is cut (woken, not polled) or refused exactly at
 //! `play_wait_ms`; one byte budget holds every stream's segments, lingering ones included;
 //! lingering streams are forgotten at `linger_ms`; a publisher that returns within it
-//! continues the media sequence after a discontinuity.
+//! continues the media sequence after a discontinuity; the directory mirror (`[hls] dir`)
+//! holds what the catalog holds, and forgotten streams leave neither files nor directories.
 
 mod common;
 
@@ -156,6 +157,21 @@ fn segment_bound(spec: &MediaSpec) -> usize {
         + 2 * 188
 }
 
+/// Publishers of streams s0..s11, one a second, each for 3.2 s: three or four live at a
+/// time, each wanting about four segments.
+fn publish_in_turn(rtmp: SocketAddr, spec: &MediaSpec) -> Vec<Client> {
+    (0..PUBLISHERS)
+        .map(|n| {
+            publish_rtmp(PublishOptions {
+                media: spec.clone(),
+                video_frames: 80,
+                start_delay_ms: u64::from(n) * 1_000,
+                ..PublishOptions::new(client_ip(n), rtmp, "live", &format!("s{n}"))
+            })
+        })
+        .collect()
+}
+
 const BUDGET: usize = 800_000;
 const LINGER_MS: u64 = 4_000;
 const PUBLISHERS: u32 = 12;
@@ -173,18 +189,7 @@ fn one_budget_holds_every_streams_segments_and_lingering_streams_are_forgotten()
     let spec = one_second_gops();
     let bound = segment_bound(&spec);
 
-    // Publishers of streams s0..s11, one a second, each for 3.2 s: three or four live at
-    // a time, each wanting about four segments.
-    let publishers: Vec<Client> = (0..PUBLISHERS)
-        .map(|n| {
-            publish_rtmp(PublishOptions {
-                media: spec.clone(),
-                video_frames: 80,
-                start_delay_ms: u64::from(n) * 1_000,
-                ..PublishOptions::new(client_ip(n), rtmp, "live", &format!("s{n}"))
-            })
-        })
-        .collect();
+    let publishers = publish_in_turn(rtmp, &spec);
     let live_at = |at: Millis| {
         publishers
             .iter()
@@ -315,4 +320,92 @@ fn a_publisher_returning_within_the_linger_continues_the_media_sequence() {
         (0, vec![(0, false)])
     );
     assert!(world.run_until(|| done(&third), 10_000));
+}
+
+/// Polls (in real time: the directory writer is a thread of its own) until `check` holds;
+/// whether it did within ten seconds.
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..1_000 {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    check()
+}
+
+/// The names in a directory, sorted; empty if it does not exist.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_directory_follows_the_budget_and_forgotten_streams_leave_nothing_behind() {
+    let root = std::env::temp_dir().join(format!("mediakit-sim-hls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let world = World::new(34);
+    let mut config = server_config();
+    config.hls.target_duration_ms = 1_000;
+    config.hls.window = 3;
+    config.hls.max_total_bytes = BUDGET;
+    config.hls.linger_ms = LINGER_MS;
+    config.hls.dir = Some(root.clone());
+    let server = SimServer::start(&world, config).unwrap();
+    let (rtmp, http) = (server.rtmp_addr().unwrap(), server.http_addr().unwrap());
+    let publishers = publish_in_turn(rtmp, &one_second_gops());
+    assert!(world.run_until(|| publishers.iter().all(done), 30_000));
+
+    // A millisecond before the last stream's linger ends, it is the only one left, on disk
+    // as in memory: its playlist, and every segment it keeps (those the playlist lists among
+    // them), none of the streams forgotten for the budget or at their linger's end.
+    let (stopped, _) = publishers.last().unwrap().log().closed().unwrap();
+    world.run_for((stopped + LINGER_MS - 1).saturating_since(world.now()));
+    assert_eq!(server.stats().hls_streams, 1);
+    let last = format!("s{}", PUBLISHERS - 1);
+    let playlist = answer(
+        &world,
+        &get(client_ip(100), http, &format!("/live/{last}/index.m3u8"), 0),
+    );
+    let listed = parse(&playlist.text());
+    let stream_dir = root.join("live").join(&last);
+    let on_disk = || std::fs::read(stream_dir.join("index.m3u8")).ok();
+    assert!(
+        eventually(|| {
+            names(&root.join("live")) == [last.clone()]
+                && on_disk().as_deref() == Some(&playlist.body[..])
+        }),
+        "{:?}: {:?}",
+        names(&root.join("live")),
+        names(&stream_dir)
+    );
+    let files = names(&stream_dir);
+    for (sequence, _) in &listed.segments {
+        assert!(files.contains(&format!("{sequence}.ts")), "{files:?}");
+    }
+    for file in files.iter().filter(|name| name.ends_with(".ts")) {
+        let path = format!("/live/{last}/{file}");
+        let segment = answer(&world, &get(client_ip(101), http, &path, 0));
+        assert_eq!(segment.status, 200, "{file} is on disk and kept");
+        assert_eq!(std::fs::read(stream_dir.join(file)).unwrap(), segment.body);
+    }
+    assert!(world.now() < stopped + LINGER_MS);
+
+    // Its linger over, its directory goes, and the application's with it.
+    world.run_for((stopped + LINGER_MS).saturating_since(world.now()));
+    assert_eq!(server.stats().hls_streams, 0);
+    assert!(
+        eventually(|| names(&root).is_empty()),
+        "{:?}",
+        names(&root.join("live"))
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
