@@ -565,6 +565,9 @@ pub struct RtspPublishOptions {
     pub video_frames: u64,
     /// Connect this long after the client is spawned, in milliseconds.
     pub start_delay_ms: u64,
+    /// RTP over UDP from this even port for the first track (RTCP on the next, the second
+    /// track on the two after), or interleaved on the connection when `None`.
+    pub udp_port: Option<u16>,
     /// What to do after the last frame: `Stop` sends TEARDOWN, `Ping` sends a
     /// `GET_PARAMETER` keep-alive every interval (logged as `Pinged`), `Stay` sends nothing,
     /// `Disconnect` drops the connection.
@@ -582,13 +585,14 @@ impl RtspPublishOptions {
             media: MediaSpec::default(),
             video_frames: 250,
             start_delay_ms: 0,
+            udp_port: None,
             end: PublishEnd::Stop,
         }
     }
 }
 
-/// Spawns an RTSP publisher on the current world: ANNOUNCE, SETUP of each track interleaved
-/// on the connection, RECORD, then the synthetic stream as RTP in real (virtual) time. It
+/// Spawns an RTSP publisher on the current world: ANNOUNCE, SETUP of each track (interleaved
+/// on the connection, or over UDP), RECORD, then the synthetic stream as RTP in real (virtual) time. It
 /// logs `Connected`, `Started` at the RECORD answer (`Refused` with the status code, then
 /// `Closed("refused")`, if a request is not answered 200), `Sent` for every frame, `Pinged`
 /// for every keep-alive, and `Closed`.
@@ -602,29 +606,35 @@ enum Packetizer {
     Audio(AacPacketizer),
 }
 
+/// One track a publisher sends.
+struct PublishTrack {
+    packetizer: Packetizer,
+    /// Over UDP: the RTP and RTCP sockets and the server's RTP address.
+    udp: Option<(UdpSocket, UdpSocket, SocketAddr)>,
+}
+
 async fn run_publisher(options: RtspPublishOptions, log: Rc<RefCell<ClientLog>>) {
     sleep(options.start_delay_ms).await;
     let Some(stream) = connect_from(options.from, options.server, None, &log) else {
         return;
     };
     let mut conn = RtspConnection::new(stream);
-    let packetizers = match setup_publisher(&mut conn, &options, &log).await {
-        Ok(Some(packetizers)) => packetizers,
+    let tracks = match setup_publisher(&mut conn, &options, &log).await {
+        Ok(Some(tracks)) => tracks,
         Ok(None) => return closed(&log, "refused"),
         Err(error) => return closed(&log, error.to_string()),
     };
-    if let Err(reason) = send_stream(&mut conn, packetizers, &options, &log).await {
+    if let Err(reason) = send_stream(&mut conn, tracks, &options, &log).await {
         closed(&log, reason);
     }
 }
 
-/// ANNOUNCE, SETUP and RECORD; the packetizer of each track (video first), or `None` if the
-/// server refused.
+/// ANNOUNCE, SETUP and RECORD; each track (video first), or `None` if the server refused.
 async fn setup_publisher(
     conn: &mut RtspConnection,
     options: &RtspPublishOptions,
     log: &RefCell<ClientLog>,
-) -> io::Result<Option<Vec<Packetizer>>> {
+) -> io::Result<Option<Vec<PublishTrack>>> {
     let url = conn.url(&format!("{}/{}", options.app, options.stream));
     let configs: Vec<TrackConfig> = options
         .media
@@ -647,15 +657,31 @@ async fn setup_publisher(
     if !refused(&announce, log) {
         return Ok(None);
     }
-    let mut packetizers = Vec::new();
+    let mut tracks = Vec::new();
     let random = seed();
     for (index, (config, media)) in configs.iter().zip(&sdp.media).enumerate() {
-        let channel = 2 * index;
-        let transport = format!(
-            "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
-            channel,
-            channel + 1
-        );
+        let (transport, sockets) = match options.udp_port {
+            Some(first) => {
+                let port = first + 2 * index as u16;
+                let rtp = UdpSocket::bind(SocketAddr::new(options.from, port))?;
+                let rtcp = UdpSocket::bind(SocketAddr::new(options.from, port + 1))?;
+                let spec = format!(
+                    "RTP/AVP;unicast;client_port={}-{};mode=record",
+                    port,
+                    port + 1
+                );
+                (spec, Some((rtp, rtcp)))
+            }
+            None => {
+                let channel = 2 * index;
+                let spec = format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
+                    channel,
+                    channel + 1
+                );
+                (spec, None)
+            }
+        };
         let setup = conn
             .request(
                 Method::Setup,
@@ -667,6 +693,19 @@ async fn setup_publisher(
         if !refused(&setup, log) {
             return Ok(None);
         }
+        let udp = match sockets {
+            Some((rtp, rtcp)) => {
+                let server_port = setup
+                    .headers
+                    .get("Transport")
+                    .and_then(|value| Transport::parse(value).ok())
+                    .and_then(|transport| transport.server_port)
+                    .ok_or_else(|| io::Error::other("a UDP SETUP answered without server_port"))?;
+                let server = SocketAddr::new(options.server.ip(), server_port.0);
+                Some((rtp, rtcp, server))
+            }
+            None => None,
+        };
         let packetizer = PacketizerConfig {
             payload_type: media.payload_type,
             ssrc: (random >> (index * 8)) as u32,
@@ -677,7 +716,7 @@ async fn setup_publisher(
             insert_parameter_sets: false,
             ..PacketizerConfig::default()
         };
-        packetizers.push(match config {
+        let packetizer = match config {
             TrackConfig::Aac(aac) => {
                 Packetizer::Audio(AacPacketizer::new(&packetizer, aac.sample_rate))
             }
@@ -687,7 +726,8 @@ async fn setup_publisher(
                 Packetizer::Video(inner)
             }
             _ => return Err(io::Error::other("the synthetic stream is H.264 and AAC")),
-        });
+        };
+        tracks.push(PublishTrack { packetizer, udp });
     }
     let record = conn
         .request(
@@ -701,7 +741,7 @@ async fn setup_publisher(
         return Ok(None);
     }
     log.borrow_mut().push(now(), Event::Started);
-    Ok(Some(packetizers))
+    Ok(Some(tracks))
 }
 
 /// What woke a publisher.
@@ -715,7 +755,7 @@ enum PublisherWoke {
 /// ended (a clean end logs its own `Closed`).
 async fn send_stream(
     conn: &mut RtspConnection,
-    mut packetizers: Vec<Packetizer>,
+    mut tracks: Vec<PublishTrack>,
     options: &RtspPublishOptions,
     log: &RefCell<ClientLog>,
 ) -> Result<(), String> {
@@ -768,16 +808,27 @@ async fn send_stream(
                 Track::Audio => 1,
             };
             packets.clear();
-            let packetized = match packetizers.get_mut(index) {
-                Some(Packetizer::Video(inner)) => inner.packetize(&frame, &mut arena, &mut packets),
-                Some(Packetizer::Audio(inner)) => inner.packetize(&frame, &mut arena, &mut packets),
-                None => Ok(()),
+            let Some(track) = tracks.get_mut(index) else {
+                continue;
+            };
+            let packetized = match &mut track.packetizer {
+                Packetizer::Video(inner) => inner.packetize(&frame, &mut arena, &mut packets),
+                Packetizer::Audio(inner) => inner.packetize(&frame, &mut arena, &mut packets),
             };
             if packetized.is_ok() {
                 for packet in &packets {
-                    if let Some(header) = interleaved_header(2 * index as u8, packet.len()) {
-                        out.push(Bytes::copy_from_slice(&header));
-                        packet.queue(&mut out);
+                    match &track.udp {
+                        Some((socket, _, server)) => {
+                            let segments = packet.segments.iter().map(|s| &s[..]);
+                            socket.send_gathered(segments, *server);
+                        }
+                        None => {
+                            if let Some(header) = interleaved_header(2 * index as u8, packet.len())
+                            {
+                                out.push(Bytes::copy_from_slice(&header));
+                                packet.queue(&mut out);
+                            }
+                        }
                     }
                 }
             }
