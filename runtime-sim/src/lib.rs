@@ -17,8 +17,9 @@
 //!   loss;
 //! - [`runtime`]: [`Sim`], the engine's `Runtime` on all of the above;
 //! - [`server`]: the real engine's workers started on a world ([`SimServer`]);
-//! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients,
-//!   built on the core's own sessions, each recording what it saw.
+//! - [`clients`]: RTMP publisher and players, an HTTP-FLV player, raw TCP and UDP clients
+//!   and a hand-driven RTMP client, built on the core's own sessions, each recording what it
+//!   saw.
 //!
 //! ## A scenario in a test
 //!
@@ -68,6 +69,8 @@ pub use rng::SimRng;
 pub use runtime::Sim;
 pub use server::{server_config, SimServer};
 pub use timer::Sleep;
-pub use world::{now, seed, sleep, sleep_until, spawn, yield_now, JoinHandle, SimConfig, World};
+pub use world::{
+    now, seed, sleep, sleep_until, spawn, try_now, yield_now, JoinHandle, SimConfig, World,
+};
 
 pub use mediakit_core::Millis;

@@ -451,6 +451,12 @@ pub fn now() -> Millis {
     expect_current("mediakit_sim::now").now()
 }
 
+/// The current world's virtual clock, or `None` on a thread without a world: for code that
+/// may also run when none is installed, such as a log formatter.
+pub fn try_now() -> Option<Millis> {
+    current().map(|world| world.now())
+}
+
 /// Spawns a task on the current world.
 ///
 /// # Panics
@@ -620,8 +626,10 @@ mod tests {
     fn worlds_on_other_threads_are_separate() {
         let world = World::new(1);
         world.run_for(5);
+        assert_eq!(try_now(), Some(Millis(5)));
         let other = std::thread::spawn(|| {
             assert!(current().is_none());
+            assert_eq!(try_now(), None);
             let world = World::new(2);
             world.now()
         })

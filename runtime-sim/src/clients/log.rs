@@ -30,6 +30,17 @@ pub enum Event {
     },
     /// A publisher queued a frame for the server.
     Sent(FrameId),
+    /// An RTSP SETUP over UDP was answered with the server's RTP and RTCP ports (which
+    /// say which worker's socket pair serves the session).
+    ServerPorts {
+        /// The server's RTP port.
+        rtp: u16,
+        /// The server's RTCP port.
+        rtcp: u16,
+    },
+    /// A client sent a message that is no progress: an RTMP Ping Request (with an
+    /// Acknowledgement), an RTSP `GET_PARAMETER` keep-alive.
+    Pinged,
     /// A frame failed its check, or the stream could not be parsed.
     Corrupt(String),
     /// The stream ended (the publisher stopped).

@@ -1,5 +1,7 @@
 //! Simulated clients for scenarios: an RTMP publisher of a synthetic stream, RTMP and
-//! HTTP-FLV players that check every frame they receive, a raw TCP client and a UDP sender.
+//! HTTP-FLV players that check every frame they receive, RTSP players (RTP over UDP or
+//! interleaved) and publishers, hand-driven RTMP and RTSP connections, an HTTP GET of a
+//! document, a raw TCP client and a UDP sender.
 //!
 //! The protocol work is the core's own sans-IO sessions (`RtmpClientSession`, the FLV
 //! demuxer), so the simulation tests the server against the same code a real client of
@@ -8,10 +10,13 @@
 
 mod chunked;
 mod http_flv;
+mod http_get;
 mod log;
 mod media;
 mod raw;
+mod raw_rtmp;
 mod rtmp;
+mod rtsp;
 #[cfg(test)]
 mod tests;
 
@@ -20,10 +25,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 pub use http_flv::play_http_flv;
+pub use http_get::{http_get, HttpResponse};
 pub use log::{ClientLog, Delivered, DeliveryError, Event, Record};
 pub use media::{FrameError, FrameId, MediaSpec, SyntheticSource, Track, AUDIO_RATE};
 pub use raw::{raw_tcp, udp_flood, RawTcpOptions, UdpFloodOptions};
+pub use raw_rtmp::{control_bytes, status_code, RawRtmp};
 pub use rtmp::{play_rtmp, publish_rtmp, PublishEnd, PublishOptions};
+pub use rtsp::{play_rtsp, publish_rtsp, RtspConnection, RtspPlayOptions, RtspPublishOptions};
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;

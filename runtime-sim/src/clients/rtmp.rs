@@ -12,7 +12,8 @@ use std::task::Poll;
 use bytes::BytesMut;
 use mediakit_core::media::Media;
 use mediakit_core::rtmp::client::{ClientEvent, ClientMode, RtmpClientConfig, RtmpClientSession};
-use mediakit_core::Millis;
+use mediakit_core::rtmp::{ChunkEncoder, ControlMessage, MessageHeader, UserControlEvent};
+use mediakit_core::{Millis, OutQueue};
 
 use super::media::{MediaSpec, SyntheticSource, Track};
 use super::{connect_from, record_media, stall, Client, ClientLog, Event, PlayOptions};
@@ -33,6 +34,13 @@ pub enum PublishEnd {
     Disconnect,
     /// Keep the connection open and send nothing more (an idle publisher).
     Stay,
+    /// Keep the connection open and send no more media, only a Ping Request and an
+    /// Acknowledgement every `interval_ms` (the first one interval after the last frame): a
+    /// publisher that looks alive to a server that counts pings as progress.
+    Ping {
+        /// Milliseconds between pings (at least 1).
+        interval_ms: u64,
+    },
 }
 
 /// What and where a publisher publishes.
@@ -208,6 +216,54 @@ impl Link {
     }
 }
 
+/// The chunk stream a [`Pinger`] writes on: one the client session never uses, so its own
+/// encoder's header compression and this one's never meet on the same stream.
+const PING_CSID: u32 = 7;
+
+/// Control messages added to a client session's output, each a whole message on
+/// [`PING_CSID`] (so they may go between the session's messages).
+struct Pinger {
+    encoder: ChunkEncoder,
+    interval_ms: u64,
+    next: Millis,
+    sent: u32,
+}
+
+impl Pinger {
+    fn new(first: Millis, interval_ms: u64) -> Self {
+        Self {
+            encoder: ChunkEncoder::new(),
+            interval_ms: interval_ms.max(1),
+            next: first,
+            sent: 0,
+        }
+    }
+
+    /// Queues a Ping Request and an Acknowledgement of `received` bytes into `out`.
+    fn ping(&mut self, received: u64, out: &mut OutQueue) {
+        let messages = [
+            ControlMessage::UserControl(UserControlEvent::PingRequest {
+                timestamp: self.sent,
+            }),
+            ControlMessage::Acknowledgement {
+                sequence: received as u32,
+            },
+        ];
+        for message in messages {
+            let header = MessageHeader {
+                csid: PING_CSID,
+                timestamp: 0,
+                type_id: message.type_id(),
+                stream_id: 0,
+            };
+            // Six bytes or fewer: nothing the encoder can refuse.
+            let _ = self.encoder.write(&header, &[message.to_payload()], out);
+        }
+        self.sent = self.sent.wrapping_add(1);
+        self.next = self.next + self.interval_ms;
+    }
+}
+
 /// Runs `a` until it or `b` completes.
 async fn race(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
     let (mut a, mut b) = (Box::pin(a), Box::pin(b));
@@ -244,6 +300,7 @@ async fn run_publisher(options: PublishOptions, log: Rc<RefCell<ClientLog>>) {
     let mut source = SyntheticSource::new(spec.clone());
     let mut started: Option<Millis> = None;
     let mut finished = false;
+    let mut pinger: Option<Pinger> = None;
     loop {
         while let Some(event) = link.session.poll_event() {
             match event {
@@ -288,10 +345,21 @@ async fn run_publisher(options: PublishOptions, log: Rc<RefCell<ClientLog>>) {
                         return;
                     }
                     PublishEnd::Stay => {}
+                    PublishEnd::Ping { interval_ms } => {
+                        pinger = Some(Pinger::new(now() + interval_ms, interval_ms));
+                    }
                 }
                 // The stop's Closed event is handled on the next round.
                 continue;
             }
+        }
+        if let Some(pinger) = &mut pinger {
+            if now() >= pinger.next {
+                let received = log.borrow().bytes_received();
+                pinger.ping(received, link.session.transmit());
+                log.borrow_mut().push(now(), Event::Pinged);
+            }
+            wake_at = Some(pinger.next);
         }
         if let Err(reason) = link.turn(wake_at).await {
             log.borrow_mut().push(now(), Event::Closed(reason));

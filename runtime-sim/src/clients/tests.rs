@@ -439,3 +439,81 @@ fn a_udp_flood_sends_bursts_until_its_time_is_up() {
     assert_eq!(&first[..8], &0u64.to_be_bytes());
     assert_eq!(from.ip(), client(1));
 }
+
+#[test]
+fn a_raw_rtmp_client_connects_publishes_and_pings_a_core_session() {
+    use mediakit_core::rtmp::{ControlMessage, UserControlEvent};
+    let world = World::new(12);
+    let listener = world.listen(server(1935)).unwrap();
+    // A core server session that answers everything and accepts the publish.
+    let served = world.spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut session = RtmpServerSession::new(RtmpServerConfig::default(), now(), 1);
+        let mut input = BytesMut::new();
+        let mut events = Vec::new();
+        loop {
+            while let Some(event) = session.poll_event() {
+                if let SessionEvent::PublishRequested { .. } = event {
+                    session.accept_publish();
+                }
+                events.push(event);
+            }
+            stream.send_queue(session.transmit()).await.unwrap();
+            match stream.read_buf(&mut input).await {
+                Ok(0) | Err(_) => return events,
+                Ok(_) => session.handle_input(now(), &mut input).unwrap(),
+            }
+        }
+    });
+    let client = world.spawn(async {
+        let mut client = RawRtmp::handshake(client(1), server(1935), None)
+            .await
+            .unwrap();
+        client.queue_connect("live");
+        client.queue_publish("cam");
+        client.queue_ping(7);
+        client.send().await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(message) = client.next_message().await.unwrap() {
+            let pong = ControlMessage::parse(message.header.type_id, &message.payload);
+            if let Ok(ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp })) =
+                pong
+            {
+                seen.push(format!("pong {timestamp}"));
+            }
+            if let Some(code) = status_code(&message) {
+                seen.push(code);
+            }
+            if seen.len() == 3 {
+                break;
+            }
+        }
+        seen
+    });
+    assert!(world.run_until(|| client.is_finished(), 1_000));
+    assert_eq!(
+        client.take().unwrap(),
+        // The pong is queued as the input is read, the publish answer once it is accepted.
+        [
+            "NetConnection.Connect.Success",
+            "pong 7",
+            "NetStream.Publish.Start"
+        ]
+    );
+    world.run_for(10);
+    let events = served.take().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::PublishRequested { key } if key.stream() == "cam")));
+}
+
+#[test]
+fn control_bytes_follow_the_chunk_encoders_header_compression() {
+    use mediakit_core::rtmp::{ControlMessage, UserControlEvent};
+    let pong = ControlMessage::UserControl(UserControlEvent::PingResponse { timestamp: 3 });
+    // A full header (12 bytes) first, then only the timestamp delta (4), then none (1).
+    let sizes: Vec<usize> = (0..5)
+        .map(|n| control_bytes(&vec![pong.clone(); n]))
+        .collect();
+    assert_eq!(sizes, [0, 18, 28, 35, 42]);
+}
