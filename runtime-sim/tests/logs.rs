@@ -1,7 +1,8 @@
 //! The engine's log on virtual time, captured with a test subscriber scoped to the test's
-//! thread: lines about misbehaving peers stay within `error_logs_per_second` per worker
-//! (plus one line per window saying how many were dropped, and those counts add up), and no
-//! line carries more than a bounded piece of what a peer sent, however long its names.
+//! thread: lines about misbehaving peers, and lines about connections that never publish or
+//! play, each stay within `error_logs_per_second` per worker (plus one line per window saying
+//! how many were dropped, and those counts add up), and no line carries more than a bounded
+//! piece of what a peer sent, however long its names.
 
 mod common;
 
@@ -66,13 +67,38 @@ struct Line {
     text: String,
 }
 
+/// A worker's two log gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Lines about misbehaving peers (warnings).
+    Peers,
+    /// Lines about connections that never published or played.
+    Connections,
+}
+
+impl Gate {
+    /// The summary line of this gate.
+    fn summary(self) -> &'static str {
+        match self {
+            Gate::Peers => "log lines about misbehaving peers suppressed",
+            Gate::Connections => "connection log lines suppressed",
+        }
+    }
+}
+
 impl Line {
+    /// Which gate let this line through.
+    fn gate(&self) -> Gate {
+        if self.text.contains(Gate::Connections.summary()) || self.level == "INFO" {
+            Gate::Connections
+        } else {
+            Gate::Peers
+        }
+    }
+
     /// The gate's own line about what it dropped, and how many.
     fn suppressed(&self) -> Option<u64> {
-        if !self
-            .text
-            .contains("log lines about misbehaving peers suppressed")
-        {
+        if !self.text.contains(self.gate().summary()) {
             return None;
         }
         let field = self
@@ -208,57 +234,74 @@ fn garbage_connections_get_a_bounded_number_of_log_lines_per_worker() {
         per_worker[worker].push(line);
     }
     for (worker, lines) in per_worker.iter().enumerate() {
-        // The gate's windows start at the first line after the previous one ended (the
-        // first check after a window always passes), so they can be read back from the
-        // lines.
-        let mut windows: Vec<(Millis, Vec<&Line>)> = Vec::new();
-        for &line in lines {
-            match windows.last_mut() {
-                Some((start, window)) if line.at < *start + 1_000 => window.push(line),
-                _ => windows.push((line.at, vec![line])),
-            }
+        for gate in [Gate::Peers, Gate::Connections] {
+            let lines: Vec<&Line> = lines.iter().copied().filter(|l| l.gate() == gate).collect();
+            check_gate(worker, gate, &lines, &plan, &worker_of);
         }
-        for (start, window) in &windows {
-            let summaries = window.iter().filter(|l| l.suppressed().is_some()).count();
-            assert!(
-                window.len() - summaries <= PER_SECOND as usize && summaries <= 1,
-                "worker {worker}, window at {start:?}: {window:#?}"
-            );
-            if summaries == 1 {
-                assert!(
-                    window[0].suppressed().is_some(),
-                    "the summary opens its window"
-                );
-                assert_eq!(window[0].level, "WARN");
-            }
-        }
-        // Two seconds of garbage, two windows: five lines; the summary of what the first
-        // second dropped and five more. The late client opens a third: the summary of the
-        // second second, its connect line and its error line.
-        // (A window starts at the first of the worker's connections a second or more after
-        // the previous start: every connection asks the gate as it is accepted.)
-        let mut expected: Vec<Millis> = Vec::new();
-        for &(n, _) in &plan {
-            let at = Millis(connect_at(n));
-            if worker_of[&n] == worker && expected.last().is_none_or(|s| at >= *s + 1_000) {
-                expected.push(at);
-            }
-        }
-        let starts: Vec<Millis> = windows.iter().map(|(start, _)| *start).collect();
-        assert_eq!(starts, expected, "worker {worker}");
-        assert_eq!(starts.len(), 3);
-        assert_eq!(
-            lines.len(),
-            5 + (1 + 5) + (1 + 2),
-            "worker {worker}: {lines:#?}"
-        );
-        // Each connection asked its worker's gate twice (its connect line, its error line);
-        // every ask made a line or was counted in the next summary.
-        let summarized: u64 = lines.iter().filter_map(|l| l.suppressed()).sum();
-        let logged = lines.iter().filter(|l| l.suppressed().is_none()).count() as u64;
-        let connections = worker_of.values().filter(|w| **w == worker).count() as u64;
-        assert_eq!(logged + summarized, 2 * connections, "worker {worker}");
     }
+}
+
+/// One gate of one worker let through at most `PER_SECOND` lines and one summary per window,
+/// and every connection of the worker asked it once (its connect line, or its error line).
+fn check_gate(
+    worker: usize,
+    gate: Gate,
+    lines: &[&Line],
+    plan: &[(u32, bool)],
+    worker_of: &std::collections::HashMap<u32, usize>,
+) {
+    // The gate's windows start at the first line after the previous one ended (the first
+    // check after a window always passes), so they can be read back from the lines.
+    let mut windows: Vec<(Millis, Vec<&Line>)> = Vec::new();
+    for &line in lines {
+        match windows.last_mut() {
+            Some((start, window)) if line.at < *start + 1_000 => window.push(line),
+            _ => windows.push((line.at, vec![line])),
+        }
+    }
+    for (start, window) in &windows {
+        let summaries = window.iter().filter(|l| l.suppressed().is_some()).count();
+        assert!(
+            window.len() - summaries <= PER_SECOND as usize && summaries <= 1,
+            "worker {worker}, {gate:?}, window at {start:?}: {window:#?}"
+        );
+        if summaries == 1 {
+            assert!(
+                window[0].suppressed().is_some(),
+                "the summary opens its window"
+            );
+            assert_eq!(window[0].level, "WARN");
+        }
+    }
+    // Two seconds of garbage, two windows: five lines; the summary of what the first second
+    // dropped and five more. The late client opens a third: the summary of the second
+    // second and its own line. (A window starts at the first of the worker's connections a
+    // second or more after the previous start: every connection asks each gate as it is
+    // accepted and, garbage being refused at once, closed.)
+    let mut expected: Vec<Millis> = Vec::new();
+    for &(n, _) in plan {
+        let at = Millis(connect_at(n));
+        if worker_of[&n] == worker && expected.last().is_none_or(|s| at >= *s + 1_000) {
+            expected.push(at);
+        }
+    }
+    let starts: Vec<Millis> = windows.iter().map(|(start, _)| *start).collect();
+    assert_eq!(starts, expected, "worker {worker}, {gate:?}");
+    assert_eq!(starts.len(), 3);
+    assert_eq!(
+        lines.len(),
+        5 + (1 + 5) + (1 + 1),
+        "worker {worker}, {gate:?}: {lines:#?}"
+    );
+    // Every ask made a line or was counted in the next summary.
+    let summarized: u64 = lines.iter().filter_map(|l| l.suppressed()).sum();
+    let logged = lines.iter().filter(|l| l.suppressed().is_none()).count() as u64;
+    let connections = worker_of.values().filter(|w| **w == worker).count() as u64;
+    assert_eq!(
+        logged + summarized,
+        connections,
+        "worker {worker}, {gate:?}"
+    );
 }
 
 /// The longest line the server prints about a peer, without its timestamp: fixed text and

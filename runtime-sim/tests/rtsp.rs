@@ -200,6 +200,46 @@ fn a_session_cannot_take_over_the_client_ports_another_session_of_its_address_ho
     assert_eq!(world.listener_loads(rtsp), [2, 1]);
 }
 
+/// The same takeover attempt from a connection the kernel gave the other worker: that
+/// worker's sockets never receive the first player's RTP, but it would send its own to the
+/// first player's ports, so the claim is refused server-wide.
+#[test]
+fn a_session_on_another_worker_cannot_claim_the_client_ports_either() {
+    let world = World::new(24);
+    let server = SimServer::start(&world, server_config()).unwrap();
+    let (rtmp, rtsp) = (server.rtmp_addr().unwrap(), server.rtsp_addr().unwrap());
+    let publisher = publish_rtmp(PublishOptions::new(client_ip(1), rtmp, "live", "cam"));
+    let first = play_rtsp(RtspPlayOptions {
+        start_delay_ms: 200,
+        ..RtspPlayOptions::udp(client_ip(2), rtsp, "live", "cam", 5_000)
+    });
+    // The second RTSP connection goes to the other worker, from the first player's address.
+    let intruder = world.spawn(async move {
+        mediakit_sim::sleep(1_000).await;
+        let mut conn = RtspConnection::connect(client_ip(2), rtsp).unwrap();
+        let url = conn.url("live/cam");
+        let describe = conn
+            .request(Method::Describe, &url, &[], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(describe.status, 200);
+        let same = setup_udp(&mut conn, &url, 0, 5_000).await;
+        let own = setup_udp(&mut conn, &url, 0, 7_002).await;
+        (answered_ports(&own), [same.status, own.status])
+    });
+
+    assert!(world.run_until(|| done(&first), 20_000));
+    let (ports, statuses) = intruder.take().unwrap();
+    assert_ne!(ports, server_ports(&first), "the other worker's pair");
+    assert_eq!(statuses, [461, 200]);
+    let delivered = first
+        .log()
+        .check_delivery(&publisher.log(), &MediaSpec::default())
+        .unwrap_or_else(|error| panic!("first player: {error}"));
+    assert_eq!(delivered.tracks.len(), 2);
+    assert_eq!(world.listener_loads(rtsp), [1, 1]);
+}
+
 #[test]
 fn setups_beyond_the_route_cap_are_refused_and_routes_go_with_their_session() {
     let world = World::new(23);

@@ -206,7 +206,7 @@ async fn drive<R: Runtime, S: LiveSession>(
     session: S,
 ) {
     let proto = protocol.name();
-    let logged_connect = worker.log_allowed();
+    let logged_connect = worker.connection_log_allowed();
     if logged_connect {
         tracing::info!(%peer, proto, worker = worker.id, "connected");
     }
@@ -377,17 +377,19 @@ async fn drive<R: Runtime, S: LiveSession>(
     }
     worker.forget_connection(conn.id);
     // Connections that published or played always get their close line when they end
-    // normally; every error line, and the lines of connections that never published or
-    // played (scans, garbage, failed handshakes), go through the worker's log gate.
+    // normally. Every error line goes through the worker's gate for misbehaving peers; the
+    // lines of connections that never published or played (scans, HLS requests) through its
+    // gate for those, each line counted.
     let (peer, proto) = (conn.peer, conn.proto);
     match (ending, &conn.stream_name) {
         (Ending::Normal(reason), Some(stream)) => {
             tracing::info!(%peer, proto, %stream, reason, "closed")
         }
-        (Ending::Normal(reason), None) if logged_connect => {
-            tracing::info!(%peer, proto, reason, "closed")
+        (Ending::Normal(reason), None) => {
+            if logged_connect && worker.connection_log_allowed() {
+                tracing::info!(%peer, proto, reason, "closed")
+            }
         }
-        (Ending::Normal(_), None) => {}
         (Ending::Error(reason), stream) => {
             if worker.log_allowed() {
                 let reason = truncated(&reason, LOG_TEXT_MAX);

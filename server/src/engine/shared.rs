@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use mediakit_core::admission::{Admission, AdmissionError};
+use mediakit_core::datagram::{RouteError, RouteTable};
 use mediakit_core::guard::GuardConfig;
 use mediakit_core::hub::{ForwardOutcome, HubConfig, Registry};
 use mediakit_core::wait::WaiterId;
@@ -41,6 +42,10 @@ pub struct Shared {
     pub hls: Hls,
     control: Mutex<Control>,
     admission: Mutex<Admission>,
+    /// Which connection (worker, id) holds which peer address for RTP over UDP, over all
+    /// workers: each worker routes what its own sockets receive, but no two sessions, on any
+    /// worker, may have the server send to the same address.
+    udp_claims: Mutex<RouteTable<(usize, u64)>>,
     inboxes: Vec<Inbox>,
     stats: Vec<WorkerStats>,
 }
@@ -61,6 +66,7 @@ impl Shared {
             hls: Hls::new(&config),
             guard: config.guard_config(),
             admission: Mutex::new(Admission::new(config.admission_config())),
+            udp_claims: Mutex::new(RouteTable::new()),
             control: Mutex::new(Control {
                 registry: Registry::new(hub),
                 waiting: HashMap::new(),
@@ -85,6 +91,23 @@ impl Shared {
     /// A connection admitted with [`Shared::admit`] closed.
     pub fn release(&self, ip: IpAddr) {
         lock(&self.admission).release(ip);
+    }
+
+    /// Claims `ip` at `ports` for connection `id` of `worker`, unless another connection on
+    /// any worker holds one of those addresses (or this one holds too many).
+    pub fn claim_udp(
+        &self,
+        worker: usize,
+        id: u64,
+        ip: IpAddr,
+        ports: [u16; 2],
+    ) -> Result<(), RouteError> {
+        lock(&self.udp_claims).claim((worker, id), ip, ports)
+    }
+
+    /// Gives up every address connection `id` of `worker` claimed.
+    pub fn release_udp(&self, worker: usize, id: u64) {
+        lock(&self.udp_claims).release((worker, id));
     }
 
     /// Wakes the players in `waiters` (whose workers `waiting` knows), each on its own

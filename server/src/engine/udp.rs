@@ -84,7 +84,7 @@ pub struct UdpPorts<R: Runtime> {
     budget: RefCell<WakeBudget>,
     /// Batched sends' preallocated headers, shared by the worker's sessions.
     sender: RefCell<DatagramSender>,
-    /// Where dropped datagrams are counted.
+    /// Server-wide route claims, and where dropped datagrams are counted.
     shared: Arc<Shared>,
     worker: usize,
 }
@@ -154,7 +154,9 @@ impl<R: Runtime> UdpPorts<R> {
     }
 
     /// Routes datagrams from `ip` at `ports` (RTP, RTCP) to connection `id`'s inbox, unless
-    /// another session holds one of those addresses or `id` holds too many routes.
+    /// another session (on any worker) holds one of those addresses or `id` holds too many
+    /// routes. The server-wide claim comes first; this worker's table, which routes what its
+    /// sockets receive, then holds the same addresses for `id` and cannot refuse them.
     pub fn claim(
         &self,
         id: ConnectionId,
@@ -162,6 +164,7 @@ impl<R: Runtime> UdpPorts<R> {
         ip: IpAddr,
         ports: [u16; 2],
     ) -> Result<(), RouteError> {
+        self.shared.claim_udp(self.worker, id, ip, ports)?;
         self.routes.borrow_mut().claim(id, ip, ports)?;
         self.inboxes
             .borrow_mut()
@@ -172,6 +175,7 @@ impl<R: Runtime> UdpPorts<R> {
 
     /// Drops every route of connection `id`.
     pub fn release(&self, id: ConnectionId) {
+        self.shared.release_udp(self.worker, id);
         self.routes.borrow_mut().release(id);
         self.inboxes.borrow_mut().remove(&id);
     }

@@ -27,8 +27,11 @@ pub struct Worker<R: Runtime> {
     pub shared: Arc<Shared>,
     /// Sources this worker holds, origin or mirror, by publication.
     pub sources: RefCell<HashMap<PublisherId, Rc<Source>>>,
-    /// Lines about misbehaving peers, bounded per second.
-    log_gate: RefCell<LogGate>,
+    /// Lines about misbehaving peers (errors, refusals), bounded per second.
+    peer_log: RefCell<LogGate>,
+    /// Lines about connections that never publish or play (scans, HLS requests), bounded
+    /// per second apart from the above, so busy benign traffic cannot hide an error line.
+    connection_log: RefCell<LogGate>,
     /// This worker's RTP/RTCP sockets, when RTSP serves UDP.
     pub udp: OnceCell<Rc<UdpPorts<R>>>,
     /// Every live connection's wake-up, so shutdown reaches them all.
@@ -58,12 +61,13 @@ pub enum Waiting {
 
 impl<R: Runtime> Worker<R> {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
-        let log_gate = LogGate::new(shared.config.server.error_logs_per_second);
+        let per_second = shared.config.server.error_logs_per_second;
         Self {
             id,
             shared,
             sources: RefCell::new(HashMap::new()),
-            log_gate: RefCell::new(log_gate),
+            peer_log: RefCell::new(LogGate::new(per_second)),
+            connection_log: RefCell::new(LogGate::new(per_second)),
             udp: OnceCell::new(),
             connections: RefCell::new(HashMap::new()),
             next_connection: Cell::new(1),
@@ -85,13 +89,26 @@ impl<R: Runtime> Worker<R> {
     /// Whether a line about a misbehaving peer may be logged now (bounded per second; the
     /// first line after a quiet spell says how many were dropped).
     pub fn log_allowed(&self) -> bool {
-        match self.log_gate.borrow_mut().check(R::now()) {
+        self.gate(
+            &self.peer_log,
+            "log lines about misbehaving peers suppressed",
+        )
+    }
+
+    /// Whether a line about a connection that never published or played may be logged now
+    /// (its own bound per second).
+    pub fn connection_log_allowed(&self) -> bool {
+        self.gate(&self.connection_log, "connection log lines suppressed")
+    }
+
+    fn gate(&self, gate: &RefCell<LogGate>, summary: &'static str) -> bool {
+        match gate.borrow_mut().check(R::now()) {
             LogDecision::Log { suppressed_before } => {
                 if suppressed_before > 0 {
                     tracing::warn!(
                         worker = self.id,
                         suppressed = suppressed_before,
-                        "log lines about misbehaving peers suppressed"
+                        "{summary}"
                     );
                 }
                 true
