@@ -126,7 +126,8 @@ pub struct General {
     /// reading) is closed, in milliseconds; also the most a closing connection lingers.
     pub send_timeout_ms: u64,
     /// A connection with more than this many bytes queued for its peer is not read until
-    /// it drains, so no client can make the server queue replies without bound.
+    /// it drains, so no client can make the server queue replies without bound; a player
+    /// takes no more media from its queue past this (or 512 KiB, whichever is less).
     pub max_output_backlog_bytes: usize,
     /// TCP keepalive probes on accepted connections after this many idle seconds; 0 turns
     /// them off.
@@ -471,10 +472,16 @@ impl ServerConfig {
 
     /// The core's per-connection defences from this configuration.
     pub fn guard_config(&self) -> GuardConfig {
+        let defaults = GuardConfig::default();
         GuardConfig {
             send_timeout_ms: self.server.send_timeout_ms,
             max_output_backlog: self.server.max_output_backlog_bytes,
-            ..GuardConfig::default()
+            // A player takes media from its queue up to the same bound (plus the item that
+            // crosses it), so the backlog bounds what any connection queues.
+            player_high_water: defaults
+                .player_high_water
+                .min(self.server.max_output_backlog_bytes),
+            ..defaults
         }
     }
 

@@ -519,7 +519,7 @@ impl<R: Runtime, S: LiveSession> Conn<R, S> {
             Ok((id, woken)) => {
                 shared.wake_players(&control.waiting, woken);
                 drop(guard);
-                let source = Source::new(id, worker.id, worker.new_source_state());
+                let source = Source::new(id, worker.id, 0, worker.new_source_state());
                 worker.sources.borrow_mut().insert(id, Rc::clone(&source));
                 self.session.accept_publish();
                 tracing::info!(%peer, proto, stream = %key, "publishing");

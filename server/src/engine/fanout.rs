@@ -11,7 +11,7 @@ use std::rc::Rc;
 use mediakit_core::hub::{Forward, Forwarder, LocalSource, PublisherId, PushReport, ReaderKey};
 use mediakit_core::media::Media;
 
-use super::inbox::WorkerMsg;
+use super::inbox::{Mirror, WorkerMsg};
 use super::notify::LocalNotify;
 use super::shared::Shared;
 
@@ -26,18 +26,27 @@ pub struct Source {
     pub publication: PublisherId,
     /// The worker of the publisher.
     pub origin: usize,
+    /// A mirror's subscription at the origin, which the origin's messages carry (0 at the
+    /// origin itself).
+    pub subscription: u64,
     pub state: RefCell<SourceState>,
     /// At the origin: the other workers that receive this stream, and which of them must be
     /// resynced with a snapshot (the core decides when).
-    forwarder: RefCell<Forwarder<usize>>,
+    forwarder: RefCell<Forwarder<Mirror>>,
     report: RefCell<PushReport<Rc<LocalNotify>>>,
 }
 
 impl Source {
-    pub fn new(publication: PublisherId, origin: usize, state: SourceState) -> Rc<Self> {
+    pub fn new(
+        publication: PublisherId,
+        origin: usize,
+        subscription: u64,
+        state: SourceState,
+    ) -> Rc<Self> {
         Rc::new(Self {
             publication,
             origin,
+            subscription,
             state: RefCell::new(state),
             forwarder: RefCell::new(Forwarder::new()),
             report: RefCell::new(PushReport::new()),
@@ -83,33 +92,37 @@ impl Source {
         }
         let state = self.state.borrow();
         let publication = self.publication;
-        forwarder.forward(media, state.gop(), |worker, forward| {
+        forwarder.forward(media, state.gop(), |mirror, forward| {
+            let subscription = mirror.subscription;
             let message = match forward {
                 Forward::Media => WorkerMsg::Media {
                     publication,
+                    subscription,
                     media: media.clone(),
                 },
                 Forward::Snapshot => WorkerMsg::Snapshot {
                     publication,
+                    subscription,
                     items: state.gop().snapshot().collect(),
                 },
             };
-            shared.forward_media(worker, message)
+            shared.forward_media(mirror.worker, message)
         });
     }
 
-    /// At the origin: starts forwarding to `worker`, beginning with the snapshot.
-    pub fn subscribe(&self, shared: &Shared, worker: usize) {
+    /// At the origin: starts forwarding to `mirror`, beginning with the snapshot.
+    pub fn subscribe(&self, shared: &Shared, mirror: Mirror) {
         let snapshot = WorkerMsg::Snapshot {
             publication: self.publication,
+            subscription: mirror.subscription,
             items: self.state.borrow().gop().snapshot().collect(),
         };
-        let outcome = shared.forward_media(worker, snapshot);
-        self.forwarder.borrow_mut().subscribe(worker, outcome);
+        let outcome = shared.forward_media(mirror.worker, snapshot);
+        self.forwarder.borrow_mut().subscribe(mirror, outcome);
     }
 
-    pub fn unsubscribe(&self, worker: usize) {
-        self.forwarder.borrow_mut().unsubscribe(worker);
+    pub fn unsubscribe(&self, mirror: Mirror) {
+        self.forwarder.borrow_mut().unsubscribe(mirror);
     }
 
     /// The publisher stopped: players drain what they have, then see the end.
@@ -120,13 +133,12 @@ impl Source {
             notify.notify();
         }
         drop(state);
-        for worker in self.forwarder.borrow().targets() {
-            shared.send(
-                worker,
-                WorkerMsg::Ended {
-                    publication: self.publication,
-                },
-            );
+        for mirror in self.forwarder.borrow().targets() {
+            let ended = WorkerMsg::Ended {
+                publication: self.publication,
+                subscription: mirror.subscription,
+            };
+            shared.send(mirror.worker, ended);
         }
     }
 }

@@ -13,31 +13,46 @@ use mediakit_core::wait::WaiterId;
 /// Forwarded media messages a worker may have queued before senders treat it as lagging.
 pub const INBOX_MEDIA_CAPACITY: usize = 4096;
 
+/// One mirror of a stream on a worker, as its origin forwards to it: the worker, and which of
+/// that worker's subscriptions (a worker that drops its mirror and makes a new one subscribes
+/// anew, and what was forwarded to the old one must not reach the new one before its
+/// snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mirror {
+    pub worker: usize,
+    pub subscription: u64,
+}
+
 /// What workers send each other.
 #[derive(Debug)]
 pub enum WorkerMsg {
-    /// To the origin: worker `from` has players of `publication` and wants its media.
+    /// To the origin: `mirror` has players of `publication` and wants its media.
     Subscribe {
         publication: PublisherId,
-        from: usize,
+        mirror: Mirror,
     },
-    /// To the origin: worker `from` has no players left.
+    /// To the origin: `mirror` has no players left.
     Unsubscribe {
         publication: PublisherId,
-        from: usize,
+        mirror: Mirror,
     },
     /// To a mirror: the items a (re)starting subscriber begins with: configs, metadata, GOP.
     Snapshot {
         publication: PublisherId,
+        subscription: u64,
         items: Vec<Media>,
     },
     /// To a mirror: one media item.
     Media {
         publication: PublisherId,
+        subscription: u64,
         media: Media,
     },
     /// To a mirror: the publisher stopped, or never existed by the time we asked.
-    Ended { publication: PublisherId },
+    Ended {
+        publication: PublisherId,
+        subscription: u64,
+    },
     /// A player waiting on this worker may find its stream live now.
     WakePlayer { waiter: WaiterId },
     /// An HLS playlist request waiting on this worker may find its first segment now.

@@ -13,7 +13,7 @@ use mediakit_core::limit::{LogDecision, LogGate};
 use mediakit_core::wait::WaiterId;
 
 use super::fanout::{Source, SourceState};
-use super::inbox::WorkerMsg;
+use super::inbox::{Mirror, WorkerMsg};
 use super::notify::LocalNotify;
 use super::runtime::Runtime;
 use super::shared::Shared;
@@ -37,6 +37,8 @@ pub struct Worker<R: Runtime> {
     /// Every live connection's wake-up, so shutdown reaches them all.
     connections: RefCell<HashMap<ConnectionId, Rc<LocalNotify>>>,
     next_connection: Cell<ConnectionId>,
+    /// Numbers this worker's subscriptions to other workers' streams.
+    next_subscription: Cell<u64>,
     /// Players waiting for a stream to be published, by their registry waiter id.
     waiting_players: RefCell<HashMap<WaiterId, Rc<LocalNotify>>>,
     /// HLS playlist requests waiting for a first segment, by their catalog waiter id.
@@ -71,6 +73,7 @@ impl<R: Runtime> Worker<R> {
             udp: OnceCell::new(),
             connections: RefCell::new(HashMap::new()),
             next_connection: Cell::new(1),
+            next_subscription: Cell::new(1),
             waiting_players: RefCell::new(HashMap::new()),
             waiting_playlists: RefCell::new(HashMap::new()),
             hls_housekeeping: LocalNotify::new(),
@@ -123,15 +126,21 @@ impl<R: Runtime> Worker<R> {
         if let Some(source) = self.sources.borrow().get(&publication) {
             return Rc::clone(source);
         }
-        let source = Source::new(publication, origin, self.new_source_state());
+        let subscription = self.next_subscription.get();
+        self.next_subscription.set(subscription + 1);
+        let source = Source::new(publication, origin, subscription, self.new_source_state());
         self.sources
             .borrow_mut()
             .insert(publication, Rc::clone(&source));
+        let mirror = Mirror {
+            worker: self.id,
+            subscription,
+        };
         self.shared.send(
             origin,
             WorkerMsg::Subscribe {
                 publication,
-                from: self.id,
+                mirror,
             },
         );
         source
@@ -149,7 +158,10 @@ impl<R: Runtime> Worker<R> {
             self.sources.borrow_mut().remove(&source.publication);
             let message = WorkerMsg::Unsubscribe {
                 publication: source.publication,
-                from: self.id,
+                mirror: Mirror {
+                    worker: self.id,
+                    subscription: source.subscription,
+                },
             };
             self.shared.send(source.origin, message);
         }
@@ -217,36 +229,59 @@ impl<R: Runtime> Worker<R> {
 
     pub fn handle_message(&self, message: WorkerMsg) {
         match message {
-            WorkerMsg::Subscribe { publication, from } => {
+            WorkerMsg::Subscribe {
+                publication,
+                mirror,
+            } => {
                 let origin = self.sources.borrow().get(&publication).cloned();
                 match origin {
                     Some(source) if source.origin == self.id => {
-                        source.subscribe(&self.shared, from)
+                        source.subscribe(&self.shared, mirror)
                     }
-                    _ => self.shared.send(from, WorkerMsg::Ended { publication }),
+                    _ => {
+                        let ended = WorkerMsg::Ended {
+                            publication,
+                            subscription: mirror.subscription,
+                        };
+                        self.shared.send(mirror.worker, ended)
+                    }
                 }
             }
-            WorkerMsg::Unsubscribe { publication, from } => {
+            WorkerMsg::Unsubscribe {
+                publication,
+                mirror,
+            } => {
                 if let Some(source) = self.sources.borrow().get(&publication) {
-                    source.unsubscribe(from);
+                    source.unsubscribe(mirror);
                 }
             }
-            WorkerMsg::Snapshot { publication, items } => {
+            WorkerMsg::Snapshot {
+                publication,
+                subscription,
+                items,
+            } => {
                 self.shared.media_received(self.id);
-                if let Some(source) = self.mirror(publication) {
+                if let Some(source) = self.mirror(publication, subscription) {
                     for item in &items {
                         source.push_local(item);
                     }
                 }
             }
-            WorkerMsg::Media { publication, media } => {
+            WorkerMsg::Media {
+                publication,
+                subscription,
+                media,
+            } => {
                 self.shared.media_received(self.id);
-                if let Some(source) = self.mirror(publication) {
+                if let Some(source) = self.mirror(publication, subscription) {
                     source.push_local(&media);
                 }
             }
-            WorkerMsg::Ended { publication } => {
-                if let Some(source) = self.mirror(publication) {
+            WorkerMsg::Ended {
+                publication,
+                subscription,
+            } => {
+                if let Some(source) = self.mirror(publication, subscription) {
                     self.sources.borrow_mut().remove(&publication);
                     source.end(&self.shared);
                 }
@@ -267,11 +302,13 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
-    fn mirror(&self, publication: PublisherId) -> Option<Rc<Source>> {
+    /// This worker's mirror of `publication`, if it is the one `subscription` was made for
+    /// (not an earlier mirror's, dropped since).
+    fn mirror(&self, publication: PublisherId, subscription: u64) -> Option<Rc<Source>> {
         self.sources
             .borrow()
             .get(&publication)
-            .filter(|source| source.origin != self.id)
+            .filter(|source| source.origin != self.id && source.subscription == subscription)
             .cloned()
     }
 }
