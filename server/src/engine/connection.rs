@@ -264,6 +264,17 @@ async fn drive<R: Runtime, S: LiveSession>(
             break conn.closing.take().unwrap_or(Ending::Normal("closed"));
         }
         let footprint = conn.measure(&input);
+        if more_media
+            && conn
+                .guard
+                .wants_media(footprint.output + footprint.datagrams)
+        {
+            // A player stopped taking media at the high-water mark and the socket took it
+            // all: feed it again now, as nothing will wake it (its hub queue is not empty, so
+            // new media does not notify it). Others run first.
+            yield_now().await;
+            continue;
+        }
         let want_write = !conn.session.transmit().is_empty();
         let read_open = conn.closing.is_none()
             && conn
