@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use common::client_ip;
-use mediakit_core::guard::GuardConfig;
 use mediakit_core::http::MAX_HEAD_BYTES;
 use mediakit_core::http_live::HttpLiveSession;
 use mediakit_core::rtmp::client::{ClientMode, RtmpClientConfig};
