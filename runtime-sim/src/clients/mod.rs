@@ -19,6 +19,7 @@ mod rtmp;
 mod rtsp;
 #[cfg(test)]
 mod tests;
+mod wait;
 
 use std::cell::{Ref, RefCell};
 use std::net::{IpAddr, SocketAddr};

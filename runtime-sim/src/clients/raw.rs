@@ -2,19 +2,16 @@
 //! once, or slowly) and reads or never reads, and a UDP sender that floods an address.
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mediakit_core::Millis;
 
+use super::wait::{Waiter, Woke};
 use super::{connect_from, Client, ClientLog, Event};
-use crate::timer::Sleep;
-use crate::{now, sleep, sleep_until, UdpSocket};
+use crate::{now, sleep, UdpSocket};
 
 /// What a raw TCP client sends and whether it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +48,6 @@ impl RawTcpOptions {
     }
 }
 
-/// What woke a raw client.
-enum Woke {
-    Readable,
-    Writable,
-    PeerClosed,
-    Deadline,
-}
-
 /// Spawns a raw TCP client on the current world. It logs `Connected`, `Stalled` at once if
 /// it never reads, and `Closed` when the server ends the connection (or a write fails);
 /// the log counts the bytes each way.
@@ -78,7 +67,7 @@ async fn run_tcp(options: RawTcpOptions, log: Rc<RefCell<ClientLog>>) {
     let mut pieces = options.send.into_iter();
     let mut current: Option<Bytes> = pieces.next();
     let mut send_at: Option<Millis> = None;
-    let mut timer: Option<Sleep> = None;
+    let mut waiter = Waiter::default();
     let mut sink = BytesMut::new();
     loop {
         // Send what is due, as far as the connection takes it.
@@ -104,32 +93,11 @@ async fn run_tcp(options: RawTcpOptions, log: Rc<RefCell<ClientLog>>) {
             }
         }
         let deadline = send_at.filter(|_| current.is_some());
-        if let Some(at) = deadline {
-            match &mut timer {
-                Some(timer) => timer.reset(at),
-                None => timer = Some(sleep_until(at)),
-            }
-        }
         let want_write = current.is_some() && deadline.is_none_or(|at| now() >= at);
-        let woke = poll_fn(|cx| {
-            if options.read && stream.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Readable);
-            }
-            if !options.read && stream.poll_peer_closed(cx).is_ready() {
-                return Poll::Ready(Woke::PeerClosed);
-            }
-            if want_write && stream.poll_write_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Writable);
-            }
-            if let (Some(_), Some(timer)) = (deadline, timer.as_mut()) {
-                if Pin::new(timer).poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Deadline);
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        match woke {
+        match waiter
+            .wait(&stream, options.read, want_write, deadline)
+            .await
+        {
             Woke::Readable => match stream.try_read_buf(&mut sink) {
                 Ok(0) => {
                     log.borrow_mut()

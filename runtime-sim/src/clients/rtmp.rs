@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -16,8 +15,8 @@ use mediakit_core::rtmp::{ChunkEncoder, ControlMessage, MessageHeader, UserContr
 use mediakit_core::{Millis, OutQueue};
 
 use super::media::{MediaSpec, SyntheticSource, Track};
+use super::wait::{Waiter, Woke};
 use super::{connect_from, record_media, stall, Client, ClientLog, Event, PlayOptions};
-use crate::timer::Sleep;
 use crate::{now, seed, sleep, sleep_until, TcpStream};
 
 /// Most bytes read per wake-up, as a real client reads into a bounded buffer.
@@ -86,18 +85,11 @@ struct Link {
     stream: TcpStream,
     session: RtmpClientSession,
     input: BytesMut,
-    timer: Option<Sleep>,
+    waiter: Waiter,
     log: Rc<RefCell<ClientLog>>,
     /// The server closed its side; what came before it was handed to the session, whose
     /// events the caller takes before the next turn reports the close.
     eof: bool,
-}
-
-/// What woke a link.
-enum Woke {
-    Readable,
-    Writable,
-    Deadline,
 }
 
 impl Link {
@@ -115,7 +107,7 @@ impl Link {
             stream,
             session,
             input: BytesMut::new(),
-            timer: None,
+            waiter: Waiter::default(),
             log,
             eof: false,
         }
@@ -144,29 +136,11 @@ impl Link {
             .into_iter()
             .flatten()
             .min();
-        if let Some(at) = deadline {
-            match &mut self.timer {
-                Some(timer) => timer.reset(at),
-                None => self.timer = Some(sleep_until(at)),
-            }
-        }
         let want_write = !self.session.transmit().is_empty();
-        let (stream, timer) = (&self.stream, &mut self.timer);
-        let woke = poll_fn(|cx| {
-            if stream.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Readable);
-            }
-            if want_write && stream.poll_write_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Writable);
-            }
-            if let (Some(_), Some(timer)) = (deadline, timer.as_mut()) {
-                if Pin::new(timer).poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Deadline);
-                }
-            }
-            Poll::Pending
-        })
-        .await;
+        let woke = self
+            .waiter
+            .wait(&self.stream, true, want_write, deadline)
+            .await;
         match woke {
             Woke::Readable => {
                 let mut read = 0;
@@ -186,7 +160,7 @@ impl Link {
                     .handle_input(now(), &mut self.input)
                     .map_err(|error| error.to_string())
             }
-            Woke::Writable => Ok(()),
+            Woke::Writable | Woke::PeerClosed => Ok(()),
             Woke::Deadline => {
                 self.session.handle_timeout(now());
                 Ok(())

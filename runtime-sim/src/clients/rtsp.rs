@@ -7,10 +7,9 @@
 //! is the synthetic frame the publisher sent, byte for byte.
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -29,9 +28,9 @@ use mediakit_core::{Millis, OutQueue};
 
 use super::media::{MediaSpec, SyntheticSource, Track};
 use super::rtmp::PublishEnd;
+use super::wait::{Waiter, Woke};
 use super::{connect_from, record_media, Client, ClientLog, Event};
-use crate::timer::Sleep;
-use crate::{now, seed, sleep, sleep_until, TcpStream, UdpSocket};
+use crate::{now, seed, sleep, TcpStream, UdpSocket};
 
 /// Bodies and heads a client accepts: a DESCRIBE answer is a small SDP.
 const LIMITS: RtspLimits = RtspLimits {
@@ -744,13 +743,6 @@ async fn setup_publisher(
     Ok(Some(tracks))
 }
 
-/// What woke a publisher.
-enum PublisherWoke {
-    Readable,
-    Writable,
-    Deadline,
-}
-
 /// Sends the stream, then ends as `options.end` says; `Err` with the reason the connection
 /// ended (a clean end logs its own `Closed`).
 async fn send_stream(
@@ -765,7 +757,7 @@ async fn send_stream(
     let mut out = OutQueue::new();
     let mut arena = BytesMut::new();
     let mut packets: Vec<RtpPacketOut> = Vec::new();
-    let mut timer: Option<Sleep> = None;
+    let mut waiter = Waiter::default();
     let mut finished = false;
     let mut next_ping: Option<Millis> = None;
     let url = conn.url(&format!("{}/{}", options.app, options.stream));
@@ -845,30 +837,9 @@ async fn send_stream(
             wake_at = next_ping;
         }
         flush(conn, &mut out)?;
-        if let Some(at) = wake_at {
-            match &mut timer {
-                Some(timer) => timer.reset(at),
-                None => timer = Some(sleep_until(at)),
-            }
-        }
         let want_write = !out.is_empty();
-        let stream = &conn.stream;
-        let woke = poll_fn(|cx| {
-            if stream.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(PublisherWoke::Readable);
-            }
-            if want_write && stream.poll_write_ready(cx).is_ready() {
-                return Poll::Ready(PublisherWoke::Writable);
-            }
-            if let (Some(_), Some(timer)) = (wake_at, timer.as_mut()) {
-                if Pin::new(timer).poll(cx).is_ready() {
-                    return Poll::Ready(PublisherWoke::Deadline);
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        if let PublisherWoke::Readable = woke {
+        let woke = waiter.wait(&conn.stream, true, want_write, wake_at).await;
+        if woke == Woke::Readable {
             // Answers to keep-alives; nothing to act on but the end.
             let open = conn
                 .read_ready()
