@@ -59,6 +59,8 @@ pub mod net;
 pub mod rng;
 pub mod runtime;
 pub mod server;
+#[cfg(test)]
+mod test_waker;
 pub mod timer;
 pub mod world;
 

@@ -152,22 +152,8 @@ impl Drop for Sleep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_waker::counting as waker;
     use proptest::prelude::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (Arc::clone(&count), Waker::from(count))
-    }
 
     #[test]
     fn due_timers_fire_in_deadline_then_creation_order() {
@@ -199,7 +185,7 @@ mod tests {
             .take_due(Millis(50))
             .into_iter()
             .for_each(Waker::wake);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
     }
 
     proptest! {

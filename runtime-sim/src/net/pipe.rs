@@ -170,22 +170,8 @@ impl Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_waker::counting as counter;
     use proptest::prelude::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (Arc::clone(&count), Waker::from(count))
-    }
 
     #[test]
     fn a_full_pipe_blocks_the_writer_until_the_reader_makes_room() {
@@ -199,7 +185,7 @@ mod tests {
         let cx = Context::from_waker(&waker);
         assert!(pipe.poll_write_ready(&cx).is_pending());
         assert_eq!(&pipe.read(3).unwrap()[..], b"abc");
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert!(pipe.poll_write_ready(&cx).is_ready());
         assert_eq!(&pipe.read(10).unwrap()[..], b"d");
         assert_eq!(pipe.read(10).unwrap_err().kind(), io::ErrorKind::WouldBlock);
@@ -227,7 +213,7 @@ mod tests {
         pipe.read(4).unwrap();
         assert!(pipe.poll_read_ready(&cx).is_pending());
         pipe.reset();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert!(pipe.poll_read_ready(&cx).is_ready());
         assert_eq!(
             pipe.read(1).unwrap_err().kind(),
@@ -248,7 +234,7 @@ mod tests {
             .poll_write_ready(&Context::from_waker(&waker))
             .is_pending());
         pipe.set_capacity(2);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(pipe.capacity(), 2);
     }
 
