@@ -21,8 +21,9 @@ use mediakit_core::{Millis, OutQueue};
 use mediakit_server::engine::{Connection, DatagramSocket, Runtime, Timer};
 use mediakit_server::socket::DatagramSender;
 
+use crate::net::no_world;
 use crate::timer::Sleep;
-use crate::world::{current, expect_current, no_world, Outcome};
+use crate::world::{current, expect_current, Outcome};
 use crate::{TcpListener, TcpStream, UdpSocket};
 
 /// Runs the engine on the current thread's [`World`](crate::World): virtual time,
@@ -67,7 +68,7 @@ impl Runtime for Sim {
     }
 
     fn sleep_until(deadline: Millis) -> Sleep {
-        Sleep::new(expect_current("Sim::sleep_until"), deadline)
+        expect_current("Sim::sleep_until").sleep_until(deadline)
     }
 
     fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -1,9 +1,10 @@
-//! Timers on the virtual clock: the world's table of deadlines, and [`Sleep`], the resettable
+//! The virtual clock: the time, the world's table of deadlines, and [`Sleep`], the resettable
 //! timer future tasks wait on.
 //!
 //! Timers due at the same instant fire in the order they were created, so the wake-ups of one
 //! instant are as reproducible as everything else.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,29 @@ use std::task::{Context, Poll, Waker};
 
 use mediakit_core::Millis;
 
-use crate::world::Inner;
+/// The world's virtual time and the timers waiting on it, shared by the world and every
+/// [`Sleep`].
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    now: Cell<Millis>,
+    pub(crate) timers: RefCell<Timers>,
+}
+
+impl Clock {
+    /// The time now.
+    pub(crate) fn now(&self) -> Millis {
+        self.now.get()
+    }
+
+    /// Moves the time to `at` (never back); true if it moved.
+    pub(crate) fn advance(&self, at: Millis) -> bool {
+        let moved = at > self.now.get();
+        if moved {
+            self.now.set(at);
+        }
+        moved
+    }
+}
 
 /// Identifies one timer; ids follow creation order, which breaks ties between deadlines.
 type TimerId = u64;
@@ -92,16 +115,16 @@ impl Timers {
 /// new deadline with [`Sleep::reset`], also after it fired.
 #[derive(Debug)]
 pub struct Sleep {
-    world: Rc<Inner>,
+    clock: Rc<Clock>,
     id: TimerId,
     deadline: Millis,
 }
 
 impl Sleep {
-    pub(crate) fn new(world: Rc<Inner>, deadline: Millis) -> Self {
-        let id = world.timers.borrow_mut().new_id();
+    pub(crate) fn new(clock: Rc<Clock>, deadline: Millis) -> Self {
+        let id = clock.timers.borrow_mut().new_id();
         Self {
-            world,
+            clock,
             id,
             deadline,
         }
@@ -116,9 +139,9 @@ impl Sleep {
     /// new deadline; one whose new deadline has passed is woken now.
     pub fn reset(&mut self, deadline: Millis) {
         self.deadline = deadline;
-        let mut timers = self.world.timers.borrow_mut();
+        let mut timers = self.clock.timers.borrow_mut();
         if let Some(waker) = timers.cancel(self.id) {
-            if deadline <= self.world.now() {
+            if deadline <= self.clock.now() {
                 waker.wake();
             } else {
                 timers.register(self.id, deadline, &waker);
@@ -131,8 +154,8 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut timers = self.world.timers.borrow_mut();
-        if self.world.now() >= self.deadline {
+        let mut timers = self.clock.timers.borrow_mut();
+        if self.clock.now() >= self.deadline {
             timers.cancel(self.id);
             return Poll::Ready(());
         }
@@ -143,7 +166,7 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Ok(mut timers) = self.world.timers.try_borrow_mut() {
+        if let Ok(mut timers) = self.clock.timers.try_borrow_mut() {
             timers.cancel(self.id);
         }
     }

@@ -20,9 +20,9 @@ use mediakit_core::Millis;
 use crate::executor::{Executor, TaskId};
 use crate::net::tcp::{TcpListener, TcpStream};
 use crate::net::udp::UdpSocket;
-use crate::net::{NetConfig, NetStats, Network};
+use crate::net::{self, NetConfig, NetStats, Network, SharedNetwork};
 use crate::rng::SimRng;
-use crate::timer::{Sleep, Timers};
+use crate::timer::{Clock, Sleep};
 
 /// Purposes of the world's independent random streams (see [`SimRng::fork`]).
 mod purpose {
@@ -59,10 +59,9 @@ impl Default for SimConfig {
 #[derive(Debug)]
 pub(crate) struct Inner {
     seed: u64,
-    clock: Cell<Millis>,
+    pub(crate) clock: Rc<Clock>,
     pub(crate) executor: Executor,
-    pub(crate) timers: RefCell<Timers>,
-    pub(crate) net: RefCell<Network>,
+    pub(crate) net: SharedNetwork,
     sessions: RefCell<SimRng>,
     running: Cell<bool>,
     polls_this_instant: Cell<u64>,
@@ -85,7 +84,12 @@ pub(crate) enum Outcome {
 impl Inner {
     /// The virtual clock.
     pub(crate) fn now(&self) -> Millis {
-        self.clock.get()
+        self.clock.now()
+    }
+
+    /// A timer that fires when this world's clock reaches `deadline`.
+    pub(crate) fn sleep_until(&self, deadline: Millis) -> Sleep {
+        Sleep::new(Rc::clone(&self.clock), deadline)
     }
 
     /// The next seed for a session (handshake bytes, session ids, SSRCs).
@@ -118,11 +122,10 @@ impl Inner {
 
     /// Moves the clock to `at` and wakes the timers due then.
     fn advance_to(&self, at: Millis) {
-        if at > self.clock.get() {
-            self.clock.set(at);
+        if self.clock.advance(at) {
             self.polls_this_instant.set(0);
         }
-        let due = self.timers.borrow_mut().take_due(at);
+        let due = self.clock.timers.borrow_mut().take_due(at);
         for waker in due {
             waker.wake();
         }
@@ -149,7 +152,7 @@ impl Inner {
                 }
                 continue;
             }
-            let next = self.timers.borrow().next_deadline();
+            let next = self.clock.timers.borrow().next_deadline();
             match next {
                 Some(at) if at <= until => self.advance_to(at),
                 Some(_) => {
@@ -176,11 +179,6 @@ pub(crate) fn current() -> Option<Rc<Inner>> {
 /// The thread's world; `what` names the caller in the panic when there is none.
 pub(crate) fn expect_current(what: &str) -> Rc<Inner> {
     current().unwrap_or_else(|| panic!("{what} needs a mediakit_sim::World on this thread"))
-}
-
-/// The error of an operation on a thread without a world.
-pub(crate) fn no_world() -> io::Error {
-    io::Error::other("no mediakit_sim::World on this thread")
 }
 
 /// A simulated world, installed on the current thread until dropped.
@@ -217,13 +215,12 @@ impl World {
     pub fn with_config(seed: u64, config: SimConfig) -> World {
         let inner = Rc::new(Inner {
             seed,
-            clock: Cell::new(Millis::ZERO),
+            clock: Rc::new(Clock::default()),
             executor: Executor::new(),
-            timers: RefCell::new(Timers::default()),
-            net: RefCell::new(Network::new(
+            net: Rc::new(RefCell::new(Network::new(
                 config.net,
                 SimRng::fork(seed, purpose::NETWORK),
-            )),
+            ))),
             sessions: RefCell::new(SimRng::fork(seed, purpose::SESSIONS)),
             running: Cell::new(false),
             polls_this_instant: Cell::new(0),
@@ -237,6 +234,7 @@ impl World {
             );
             *slot = Some(Rc::clone(&inner));
         });
+        net::install(Some(Rc::clone(&inner.net)));
         World { inner }
     }
 
@@ -314,17 +312,17 @@ impl World {
 
     /// Connects from `from` (an ephemeral port is chosen) to a listener at `to`.
     pub fn connect(&self, from: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
-        TcpStream::connect_in(&self.inner, from, to)
+        TcpStream::connect_in(&self.inner.net, from, to)
     }
 
     /// Binds a TCP listener at `addr`.
     pub fn listen(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::bind_in(&self.inner, addr)
+        TcpListener::bind_in(&self.inner.net, addr)
     }
 
     /// Binds a UDP socket at `addr`.
     pub fn bind_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket> {
-        UdpSocket::bind_in(&self.inner, addr)
+        UdpSocket::bind_in(&self.inner.net, addr)
     }
 
     /// Sets the probability that a UDP datagram is lost, from now on.
@@ -360,7 +358,7 @@ impl World {
 
     /// Timers tasks wait on.
     pub fn timer_count(&self) -> usize {
-        self.inner.timers.borrow().len()
+        self.inner.clock.timers.borrow().len()
     }
 
     /// Task polls so far: a measure of the work a scenario took.
@@ -374,7 +372,8 @@ impl Drop for World {
         // Tasks go first, while the world is still installed: their destructors close
         // sockets and cancel timers, and may reach the world through the thread-local.
         self.inner.executor.clear();
-        self.inner.timers.borrow_mut().clear();
+        self.inner.clock.timers.borrow_mut().clear();
+        net::install(None);
         CURRENT.with(|slot| {
             if let Ok(mut slot) = slot.try_borrow_mut() {
                 slot.take();
@@ -482,7 +481,7 @@ pub fn seed() -> u64 {
 /// # Panics
 /// Outside a [`World`].
 pub fn sleep_until(deadline: Millis) -> Sleep {
-    Sleep::new(expect_current("mediakit_sim::sleep_until"), deadline)
+    expect_current("mediakit_sim::sleep_until").sleep_until(deadline)
 }
 
 /// A timer that fires `ms` from now on the current world's clock.
@@ -491,8 +490,7 @@ pub fn sleep_until(deadline: Millis) -> Sleep {
 /// Outside a [`World`].
 pub fn sleep(ms: u64) -> Sleep {
     let world = expect_current("mediakit_sim::sleep");
-    let deadline = world.now() + ms;
-    Sleep::new(world, deadline)
+    world.sleep_until(world.now() + ms)
 }
 
 /// Lets every other ready task run once before the caller goes on.

@@ -9,9 +9,11 @@ mod pipe;
 pub mod tcp;
 pub mod udp;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -19,6 +21,35 @@ use bytes::Bytes;
 
 use crate::rng::SimRng;
 use pipe::Pipe;
+
+/// A world's network as its sockets hold it.
+pub(crate) type SharedNetwork = Rc<RefCell<Network>>;
+
+thread_local! {
+    /// The network of the world installed on this thread, for the sockets made without a
+    /// world at hand (`TcpStream::connect`, `UdpSocket::bind`, the runtime's binds).
+    static CURRENT: RefCell<Option<SharedNetwork>> = const { RefCell::new(None) };
+}
+
+/// Installs (or, with `None`, removes) this thread's network; the world does, as it is made
+/// and dropped.
+pub(crate) fn install(net: Option<SharedNetwork>) {
+    CURRENT.with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = net;
+        }
+    });
+}
+
+/// This thread's network, if a world is installed.
+pub(crate) fn current() -> Option<SharedNetwork> {
+    CURRENT.with(|slot| slot.borrow().clone())
+}
+
+/// The error of an operation on a thread without a world.
+pub(crate) fn no_world() -> io::Error {
+    io::Error::other("no mediakit_sim::World on this thread")
+}
 
 /// The first port handed out when a socket binds port 0 or a client connects (Linux's
 /// default ephemeral range).

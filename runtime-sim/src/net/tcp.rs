@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use mediakit_core::OutQueue;
 
+use super::{current, no_world, SharedNetwork};
 use super::{ListenerId, SocketOptions, StreamId};
-use crate::world::{current, no_world, Inner};
 
 /// Bytes one [`TcpStream::try_read_buf`] takes at most, like a read into a 16 KiB buffer.
 pub const READ_SIZE: usize = 16 * 1024;
@@ -20,7 +20,7 @@ pub const READ_SIZE: usize = 16 * 1024;
 /// in turn, as the kernel spreads them over `SO_REUSEPORT` listeners.
 #[derive(Debug)]
 pub struct TcpListener {
-    world: Rc<Inner>,
+    net: SharedNetwork,
     id: ListenerId,
     addr: SocketAddr,
 }
@@ -28,15 +28,15 @@ pub struct TcpListener {
 impl TcpListener {
     /// Binds `addr` in the current world (port 0: an ephemeral port).
     pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-        let world = current().ok_or_else(no_world)?;
-        Self::bind_in(&world, addr)
+        let net = current().ok_or_else(no_world)?;
+        Self::bind_in(&net, addr)
     }
 
-    pub(crate) fn bind_in(world: &Rc<Inner>, addr: SocketAddr) -> io::Result<TcpListener> {
-        let id = world.net.borrow_mut().listen(addr)?;
-        let addr = world.net.borrow().listener_addr(id)?;
+    pub(crate) fn bind_in(net: &SharedNetwork, addr: SocketAddr) -> io::Result<TcpListener> {
+        let id = net.borrow_mut().listen(addr)?;
+        let addr = net.borrow().listener_addr(id)?;
         Ok(TcpListener {
-            world: Rc::clone(world),
+            net: Rc::clone(net),
             id,
             addr,
         })
@@ -49,16 +49,16 @@ impl TcpListener {
 
     /// Takes the next connection, or registers to be woken when one arrives.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let accepted = self.world.net.borrow_mut().poll_accept(self.id, cx);
+        let accepted = self.net.borrow_mut().poll_accept(self.id, cx);
         accepted.map(|result| {
-            result.and_then(|(id, peer)| Ok((TcpStream::from_id(&self.world, id)?, peer)))
+            result.and_then(|(id, peer)| Ok((TcpStream::from_id(&self.net, id)?, peer)))
         })
     }
 
     /// Takes the next connection if one waits; `WouldBlock` when none does.
     pub fn try_accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (id, peer) = self.world.net.borrow_mut().accept(self.id)?;
-        Ok((TcpStream::from_id(&self.world, id)?, peer))
+        let (id, peer) = self.net.borrow_mut().accept(self.id)?;
+        Ok((TcpStream::from_id(&self.net, id)?, peer))
     }
 
     /// The next connection and its peer's address.
@@ -69,7 +69,7 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        if let Ok(mut net) = self.world.net.try_borrow_mut() {
+        if let Ok(mut net) = self.net.try_borrow_mut() {
             net.close_listener(self.id);
         }
     }
@@ -82,7 +82,7 @@ impl Drop for TcpListener {
 /// unread, in which case the connection is reset (as Linux does).
 #[derive(Debug)]
 pub struct TcpStream {
-    world: Rc<Inner>,
+    net: SharedNetwork,
     id: StreamId,
     local: SocketAddr,
     peer: SocketAddr,
@@ -93,23 +93,23 @@ impl TcpStream {
     /// current world. The connection is established at once; the server side waits in the
     /// listener's backlog until accepted, and what the client writes meanwhile is buffered.
     pub fn connect(from: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
-        let world = current().ok_or_else(no_world)?;
-        Self::connect_in(&world, from, to)
+        let net = current().ok_or_else(no_world)?;
+        Self::connect_in(&net, from, to)
     }
 
     pub(crate) fn connect_in(
-        world: &Rc<Inner>,
+        net: &SharedNetwork,
         from: IpAddr,
         to: SocketAddr,
     ) -> io::Result<TcpStream> {
-        let id = world.net.borrow_mut().connect(from, to)?;
-        Self::from_id(world, id)
+        let id = net.borrow_mut().connect(from, to)?;
+        Self::from_id(net, id)
     }
 
-    fn from_id(world: &Rc<Inner>, id: StreamId) -> io::Result<TcpStream> {
-        let (local, peer) = world.net.borrow().addrs(id)?;
+    fn from_id(net: &SharedNetwork, id: StreamId) -> io::Result<TcpStream> {
+        let (local, peer) = net.borrow().addrs(id)?;
         Ok(TcpStream {
-            world: Rc::clone(world),
+            net: Rc::clone(net),
             id,
             local,
             peer,
@@ -128,17 +128,17 @@ impl TcpStream {
 
     /// Ready when a read would not block (data, the end of the stream, or a reset).
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.world.net.borrow_mut().poll_readable(self.id, cx)
+        self.net.borrow_mut().poll_readable(self.id, cx)
     }
 
     /// Ready when a write would not block (room, or an error to report).
     pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.world.net.borrow_mut().poll_writable(self.id, cx)
+        self.net.borrow_mut().poll_writable(self.id, cx)
     }
 
     /// Reads into `buffer`; 0 at the end of the stream, `WouldBlock` when nothing waits.
     pub fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        let bytes = self.world.net.borrow_mut().read(self.id, buffer.len())?;
+        let bytes = self.net.borrow_mut().read(self.id, buffer.len())?;
         let target = buffer
             .get_mut(..bytes.len())
             .ok_or_else(|| io::Error::other("simulated read longer than its buffer"))?;
@@ -149,7 +149,7 @@ impl TcpStream {
     /// Appends up to [`READ_SIZE`] bytes to `buffer`; 0 at the end of the stream,
     /// `WouldBlock` when nothing waits.
     pub fn try_read_buf(&self, buffer: &mut BytesMut) -> io::Result<usize> {
-        let bytes = self.world.net.borrow_mut().read(self.id, READ_SIZE)?;
+        let bytes = self.net.borrow_mut().read(self.id, READ_SIZE)?;
         buffer.extend_from_slice(&bytes);
         Ok(bytes.len())
     }
@@ -165,7 +165,7 @@ impl TcpStream {
         &self,
         chunks: impl IntoIterator<Item = &'a [u8]>,
     ) -> io::Result<usize> {
-        self.world.net.borrow_mut().write(self.id, chunks)
+        self.net.borrow_mut().write(self.id, chunks)
     }
 
     /// Writes from the front of `queue` as much as fits and advances it.
@@ -236,49 +236,46 @@ impl TcpStream {
 
     /// Shuts down writing (a FIN): the peer reads what was sent, then the end of the stream.
     pub fn shutdown(&self) {
-        self.world.net.borrow_mut().shutdown(self.id);
+        self.net.borrow_mut().shutdown(self.id);
     }
 
     /// Resets the connection (an RST): unread data is lost on both ends and every later
     /// operation on either end fails with `ConnectionReset`.
     pub fn reset(&self) {
-        self.world.net.borrow_mut().reset(self.id);
+        self.net.borrow_mut().reset(self.id);
     }
 
     /// Sets how many bytes may be in flight toward this end (its receive buffer plus the
     /// peer's send buffer). A client that stops reading stalls its peer's writes once this
     /// many are unread.
     pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
-        self.world
-            .net
-            .borrow_mut()
-            .set_buffer(self.id, false, bytes)
+        self.net.borrow_mut().set_buffer(self.id, false, bytes)
     }
 
     /// Sets how many bytes may be in flight toward the peer.
     pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
-        self.world.net.borrow_mut().set_buffer(self.id, true, bytes)
+        self.net.borrow_mut().set_buffer(self.id, true, bytes)
     }
 
     /// How many bytes may be in flight toward this end.
     pub fn receive_buffer(&self) -> usize {
-        self.world.net.borrow().buffer(self.id)
+        self.net.borrow().buffer(self.id)
     }
 
     /// Bytes the peer sent that this end has not read.
     pub fn unread(&self) -> usize {
-        self.world.net.borrow().unread(self.id)
+        self.net.borrow().unread(self.id)
     }
 
     /// Bytes this end sent that the peer has not read.
     pub fn unread_by_peer(&self) -> usize {
-        self.world.net.borrow().unacknowledged(self.id)
+        self.net.borrow().unacknowledged(self.id)
     }
 
     /// Ready once the peer closed its socket or the connection was reset; needs no read, so
     /// a client that stopped reading on purpose learns when the server gave up on it.
     pub fn poll_peer_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.world.net.borrow_mut().poll_peer_closed(self.id, cx)
+        self.net.borrow_mut().poll_peer_closed(self.id, cx)
     }
 
     /// Waits until the peer closed its socket or the connection was reset.
@@ -288,28 +285,28 @@ impl TcpStream {
 
     /// Whether the peer's socket was closed.
     pub fn peer_closed(&self) -> bool {
-        self.world.net.borrow().peer_closed(self.id)
+        self.net.borrow().peer_closed(self.id)
     }
 
     /// The options set on this end.
     pub fn options(&self) -> SocketOptions {
-        self.world.net.borrow().options(self.id)
+        self.net.borrow().options(self.id)
     }
 
     /// The options the peer set on its end (what the server set on an accepted socket).
     pub fn peer_options(&self) -> SocketOptions {
-        self.world.net.borrow().peer_options(self.id)
+        self.net.borrow().peer_options(self.id)
     }
 
     /// Changes this end's options.
     pub fn set_options(&self, set: impl FnOnce(&mut SocketOptions)) -> io::Result<()> {
-        self.world.net.borrow_mut().set_options(self.id, set)
+        self.net.borrow_mut().set_options(self.id, set)
     }
 }
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        if let Ok(mut net) = self.world.net.try_borrow_mut() {
+        if let Ok(mut net) = self.net.try_borrow_mut() {
             net.close(self.id);
         }
     }

@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::world::{current, no_world, Inner};
+use super::{current, no_world, SharedNetwork};
 
 /// A bound UDP socket; dropping it unbinds the address.
 #[derive(Debug)]
 pub struct UdpSocket {
-    world: Rc<Inner>,
+    net: SharedNetwork,
     addr: SocketAddr,
 }
 
@@ -22,14 +22,14 @@ impl UdpSocket {
     /// Binds `addr` in the current world (port 0: an ephemeral port); `AddrInUse` if it is
     /// taken.
     pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-        let world = current().ok_or_else(no_world)?;
-        Self::bind_in(&world, addr)
+        let net = current().ok_or_else(no_world)?;
+        Self::bind_in(&net, addr)
     }
 
-    pub(crate) fn bind_in(world: &Rc<Inner>, addr: SocketAddr) -> io::Result<UdpSocket> {
-        let addr = world.net.borrow_mut().bind_udp(addr)?;
+    pub(crate) fn bind_in(net: &SharedNetwork, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let addr = net.borrow_mut().bind_udp(addr)?;
         Ok(UdpSocket {
-            world: Rc::clone(world),
+            net: Rc::clone(net),
             addr,
         })
     }
@@ -59,14 +59,14 @@ impl UdpSocket {
 
     fn send_bytes(&self, payload: Bytes, to: SocketAddr) -> usize {
         let len = payload.len();
-        self.world.net.borrow_mut().send_to(self.addr, payload, to);
+        self.net.borrow_mut().send_to(self.addr, payload, to);
         len
     }
 
     /// Takes the next datagram into `buffer` (truncated to its size, as UDP does) with its
     /// source; `WouldBlock` when none waits.
     pub fn try_recv_from(&self, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (payload, from) = self.world.net.borrow_mut().recv_from(self.addr)?;
+        let (payload, from) = self.net.borrow_mut().recv_from(self.addr)?;
         let len = payload.len().min(buffer.len());
         if let (Some(target), Some(source)) = (buffer.get_mut(..len), payload.get(..len)) {
             target.copy_from_slice(source);
@@ -76,12 +76,12 @@ impl UdpSocket {
 
     /// Takes the next datagram whole; `WouldBlock` when none waits.
     pub fn try_recv(&self) -> io::Result<(Bytes, SocketAddr)> {
-        self.world.net.borrow_mut().recv_from(self.addr)
+        self.net.borrow_mut().recv_from(self.addr)
     }
 
     /// Ready when a datagram waits.
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.world.net.borrow_mut().poll_recv(self.addr, cx)
+        self.net.borrow_mut().poll_recv(self.addr, cx)
     }
 
     /// The next datagram and its source, waiting for one.
@@ -97,18 +97,18 @@ impl UdpSocket {
 
     /// Datagrams waiting to be received.
     pub fn queued(&self) -> usize {
-        self.world.net.borrow().udp_queued(self.addr)
+        self.net.borrow().udp_queued(self.addr)
     }
 
     /// Sets how many bytes of datagrams may wait before arrivals are dropped.
     pub fn set_receive_buffer(&self, bytes: usize) {
-        self.world.net.borrow_mut().set_udp_buffer(self.addr, bytes);
+        self.net.borrow_mut().set_udp_buffer(self.addr, bytes);
     }
 }
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        if let Ok(mut net) = self.world.net.try_borrow_mut() {
+        if let Ok(mut net) = self.net.try_borrow_mut() {
             net.unbind_udp(self.addr);
         }
     }
