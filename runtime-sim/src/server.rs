@@ -9,7 +9,7 @@ pub use mediakit_server::engine::Stats;
 pub use mediakit_server::ServerConfig;
 
 use crate::runtime::Sim;
-use crate::World;
+use crate::world::World;
 
 /// How long [`SimServer::start`] waits (in virtual time) for the workers to bind.
 const START_LIMIT_MS: u64 = 1_000;
