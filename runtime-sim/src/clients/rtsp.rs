@@ -292,24 +292,7 @@ async fn setup_player(
             log.borrow_mut().push(now(), Event::Config(kind));
         }
         let track_url = media.control_url(&base);
-        let (transport, sockets) = match options.udp_port {
-            Some(first) => {
-                let port = first + 2 * index as u16;
-                let rtp = UdpSocket::bind(SocketAddr::new(options.from, port))?;
-                let rtcp = UdpSocket::bind(SocketAddr::new(options.from, port + 1))?;
-                let spec = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
-                (spec, Some((rtp, rtcp)))
-            }
-            None => {
-                let channel = 2 * index;
-                let spec = format!(
-                    "RTP/AVP/TCP;unicast;interleaved={}-{}",
-                    channel,
-                    channel + 1
-                );
-                (spec, None)
-            }
-        };
+        let (transport, sockets) = track_transport(options.from, options.udp_port, index, "")?;
         let answer = conn
             .request(
                 Method::Setup,
@@ -659,28 +642,8 @@ async fn setup_publisher(
     let mut tracks = Vec::new();
     let random = seed();
     for (index, (config, media)) in configs.iter().zip(&sdp.media).enumerate() {
-        let (transport, sockets) = match options.udp_port {
-            Some(first) => {
-                let port = first + 2 * index as u16;
-                let rtp = UdpSocket::bind(SocketAddr::new(options.from, port))?;
-                let rtcp = UdpSocket::bind(SocketAddr::new(options.from, port + 1))?;
-                let spec = format!(
-                    "RTP/AVP;unicast;client_port={}-{};mode=record",
-                    port,
-                    port + 1
-                );
-                (spec, Some((rtp, rtcp)))
-            }
-            None => {
-                let channel = 2 * index;
-                let spec = format!(
-                    "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
-                    channel,
-                    channel + 1
-                );
-                (spec, None)
-            }
-        };
+        let (transport, sockets) =
+            track_transport(options.from, options.udp_port, index, ";mode=record")?;
         let setup = conn
             .request(
                 Method::Setup,
@@ -901,5 +864,34 @@ mod tests {
             ..keyframe
         };
         assert_eq!(synthetic_video(sets_only.clone()), sets_only);
+    }
+}
+
+/// The `Transport` a client asks for in the SETUP of track `index`: UDP from the
+/// `udp_port`s up (binding the RTP/RTCP pair it then receives on), else TCP interleaved on
+/// channels `2 * index` and the next; `extra` is appended (`;mode=record` for a publisher).
+fn track_transport(
+    from: IpAddr,
+    udp_port: Option<u16>,
+    index: usize,
+    extra: &str,
+) -> io::Result<(String, Option<(UdpSocket, UdpSocket)>)> {
+    match udp_port {
+        Some(first) => {
+            let port = first + 2 * index as u16;
+            let rtp = UdpSocket::bind(SocketAddr::new(from, port))?;
+            let rtcp = UdpSocket::bind(SocketAddr::new(from, port + 1))?;
+            let spec = format!("RTP/AVP;unicast;client_port={}-{}{extra}", port, port + 1);
+            Ok((spec, Some((rtp, rtcp))))
+        }
+        None => {
+            let channel = 2 * index;
+            let spec = format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{}{extra}",
+                channel,
+                channel + 1
+            );
+            Ok((spec, None))
+        }
     }
 }
