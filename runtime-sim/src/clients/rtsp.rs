@@ -835,6 +835,35 @@ async fn flush_all(conn: &RtspConnection, out: &mut OutQueue) -> Result<(), Stri
         .map_err(|error| format!("write: {error}"))
 }
 
+/// The `Transport` a client asks for in the SETUP of track `index`: UDP from the
+/// `udp_port`s up (binding the RTP/RTCP pair it then receives on), else TCP interleaved on
+/// channels `2 * index` and the next; `extra` is appended (`;mode=record` for a publisher).
+fn track_transport(
+    from: IpAddr,
+    udp_port: Option<u16>,
+    index: usize,
+    extra: &str,
+) -> io::Result<(String, Option<(UdpSocket, UdpSocket)>)> {
+    match udp_port {
+        Some(first) => {
+            let port = first + 2 * index as u16;
+            let rtp = UdpSocket::bind(SocketAddr::new(from, port))?;
+            let rtcp = UdpSocket::bind(SocketAddr::new(from, port + 1))?;
+            let spec = format!("RTP/AVP;unicast;client_port={}-{}{extra}", port, port + 1);
+            Ok((spec, Some((rtp, rtcp))))
+        }
+        None => {
+            let channel = 2 * index;
+            let spec = format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{}{extra}",
+                channel,
+                channel + 1
+            );
+            Ok((spec, None))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,34 +893,5 @@ mod tests {
             ..keyframe
         };
         assert_eq!(synthetic_video(sets_only.clone()), sets_only);
-    }
-}
-
-/// The `Transport` a client asks for in the SETUP of track `index`: UDP from the
-/// `udp_port`s up (binding the RTP/RTCP pair it then receives on), else TCP interleaved on
-/// channels `2 * index` and the next; `extra` is appended (`;mode=record` for a publisher).
-fn track_transport(
-    from: IpAddr,
-    udp_port: Option<u16>,
-    index: usize,
-    extra: &str,
-) -> io::Result<(String, Option<(UdpSocket, UdpSocket)>)> {
-    match udp_port {
-        Some(first) => {
-            let port = first + 2 * index as u16;
-            let rtp = UdpSocket::bind(SocketAddr::new(from, port))?;
-            let rtcp = UdpSocket::bind(SocketAddr::new(from, port + 1))?;
-            let spec = format!("RTP/AVP;unicast;client_port={}-{}{extra}", port, port + 1);
-            Ok((spec, Some((rtp, rtcp))))
-        }
-        None => {
-            let channel = 2 * index;
-            let spec = format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{}{extra}",
-                channel,
-                channel + 1
-            );
-            Ok((spec, None))
-        }
     }
 }
