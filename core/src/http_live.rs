@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::flv::FlvMuxer;
 use crate::http::{self, BodyFraming, HttpError, LiveFormat, Method, Status, Target};
-use crate::hub::{strip_query, KeyError, StreamKey};
+use crate::key::{strip_query, KeyError, StreamKey};
 use crate::media::{Media, MediaKind};
 use crate::outq::OutQueue;
 use crate::session::{LiveSession, Phase, Rejection, RequestKind, Resource, SessionEvent};

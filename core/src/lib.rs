@@ -112,6 +112,7 @@ pub mod hls;
 pub mod http;
 pub mod http_live;
 pub mod hub;
+pub mod key;
 pub mod latch;
 pub mod limit;
 pub mod media;

@@ -14,7 +14,7 @@ use core::fmt;
 use bytes::{Bytes, BytesMut};
 
 use crate::datagram::{DatagramQueue, UdpChannel};
-use crate::hub::{KeyError, StreamKey};
+use crate::key::{KeyError, StreamKey};
 
 use crate::media::Media;
 use crate::outq::OutQueue;

@@ -12,7 +12,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::hub::StreamKey;
+use crate::key::StreamKey;
 use crate::time::Millis;
 
 /// Identifies one waiting request within its [`WaitList`].

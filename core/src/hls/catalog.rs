@@ -65,7 +65,7 @@ use core::mem;
 use bytes::Bytes;
 
 use super::{HlsConfig, HlsSegmenter};
-use crate::hub::StreamKey;
+use crate::key::StreamKey;
 use crate::media::Media;
 use crate::time::Millis;
 use crate::ts::TsError;

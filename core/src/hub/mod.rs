@@ -14,14 +14,15 @@
 
 mod forward;
 mod gop;
-mod key;
 mod reader;
 mod registry;
 mod source;
 
 pub use forward::{is_resync_point, Forward, ForwardOutcome, Forwarder};
 pub use gop::{GopCache, GopConfig};
-pub use key::{strip_query, KeyError, KeyPart, StreamKey, MAX_KEY_PART_LEN};
+// Stream names are the whole server's vocabulary, not only the hub's; they are re-exported
+// here because the hub is where players and publishers meet them.
+pub use crate::key::{strip_query, KeyError, KeyPart, StreamKey, MAX_KEY_PART_LEN};
 pub use reader::{PushOutcome, ReaderLimits, ReaderQueue};
 pub use registry::{HubConfig, PublishError, PublisherId, Registry, StreamEntry};
 pub use source::{LocalSource, PushReport, ReaderKey};

@@ -4,8 +4,8 @@ use alloc::collections::BTreeMap;
 use core::fmt;
 
 use super::gop::GopConfig;
-use super::key::StreamKey;
 use super::reader::ReaderLimits;
+use crate::key::StreamKey;
 use crate::time::Millis;
 use crate::wait::{WaitError, WaitLimits, WaitList, WaitStatus, WaiterId};
 

@@ -147,11 +147,6 @@ pub fn encode_command_data(name: &str, values: &[Amf0Value]) -> Bytes {
     out.freeze()
 }
 
-/// Splits `name?query` and returns the name; RTMP clients often append tokens to names.
-pub fn strip_query(name: &str) -> &str {
-    name.split_once('?').map_or(name, |(name, _)| name)
-}
-
 /// Reads the media items an audio, video, data (AMF0 or AMF3) or aggregate message carries,
 /// in order, handing each to `sink`. Other message types, and tags we do not carry, yield
 /// nothing. Payloads are zero-copy slices of the message.

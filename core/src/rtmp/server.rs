@@ -22,15 +22,15 @@ use bytes::{Bytes, BytesMut};
 
 use super::chunk::ChunkError;
 use super::command::{
-    encode_command, encode_command_data, on_status, read_media, status_object, strip_query,
-    ChunkLink, Command, CommandError, CSID_COMMAND, CSID_STREAM,
+    encode_command, encode_command_data, on_status, read_media, status_object, ChunkLink, Command,
+    CommandError, CSID_COMMAND, CSID_STREAM,
 };
 use super::handshake::{HandshakeError, ServerHandshake};
 use super::message::{types, BandwidthLimit, ControlMessage, MessageError, UserControlEvent};
 use super::Message;
 use crate::amf0::Amf0Value;
 use crate::flv::FlvError;
-use crate::hub::StreamKey;
+use crate::key::{strip_query, StreamKey};
 use crate::latch::Latch;
 use crate::media::Media;
 use crate::outq::OutQueue;

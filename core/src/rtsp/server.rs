@@ -43,7 +43,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::message::{Input, Method, Request, Response, RtspDecoder, RtspError, RtspLimits};
 use super::transport::{LowerTransport, RtpInfo, Transport, TransportMode};
 use crate::datagram::{Datagram, DatagramQueue, UdpChannel};
-use crate::hub::StreamKey;
+use crate::key::StreamKey;
 use crate::latch::Latch;
 use crate::media::{AvcConfig, Frame, HevcConfig, Media, MediaKind, TrackConfig};
 use crate::outq::OutQueue;
