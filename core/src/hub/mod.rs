@@ -5,7 +5,7 @@
 //! - one [`Registry`] per server, behind one mutex touched only on control events (publish,
 //!   play, unpublish, timeouts), never per frame;
 //! - one [`LocalSource`] per stream per worker that serves it, owned by that worker with no
-//!   lock. The publisher's worker pushes each [`Media`] item into its own `LocalSource` and sends
+//!   lock. The publisher's worker pushes each [`Media`](crate::media::Media) item into its own `LocalSource` and sends
 //!   it once to every other worker that has players of the stream, which push it into theirs;
 //!   its [`Forwarder`] decides which workers get each item, and resyncs one whose inbox was
 //!   full with a GOP snapshot at the next keyframe;
@@ -26,20 +26,6 @@ pub use crate::key::{strip_query, KeyError, KeyPart, StreamKey, MAX_KEY_PART_LEN
 pub use reader::{PushOutcome, ReaderLimits, ReaderQueue};
 pub use registry::{HubConfig, PublishError, PublisherId, Registry, StreamEntry};
 pub use source::{LocalSource, PushReport, ReaderKey};
-
-use crate::media::Media;
-
-/// The bytes an item pins in memory, for the byte bounds of caches and queues.
-///
-/// Payloads are shared `Bytes`, so this over-counts real memory when many queues hold the same
-/// frame; it is the right measure of what one slow reader alone could keep alive.
-pub(crate) fn media_size(media: &Media) -> usize {
-    match media {
-        Media::Config(config) => config.record().len(),
-        Media::Metadata(metadata) => metadata.amf0.len(),
-        Media::Frame(frame) => frame.payload.len(),
-    }
-}
 
 /// Builders for media items shared by the hub's tests.
 #[cfg(test)]

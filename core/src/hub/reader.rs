@@ -2,7 +2,6 @@
 
 use alloc::collections::VecDeque;
 
-use super::media_size;
 use crate::media::{Media, MediaKind};
 
 /// Bounds on one player's queue and how many times it may fall behind.
@@ -125,7 +124,7 @@ impl ReaderQueue {
         if !self.admit(media) {
             return PushOutcome::Skipped;
         }
-        let size = media_size(media);
+        let size = media.byte_size();
         if self.fits(size) {
             self.enqueue(media, size);
             return PushOutcome::Queued;
@@ -142,7 +141,7 @@ impl ReaderQueue {
             // With no frames left in between, the new item supersedes the queued one.
             if let Some(index) = self.items.iter().position(|m| slot(m) == Some(new_slot)) {
                 if let Some(old) = self.items.remove(index) {
-                    self.bytes -= media_size(&old);
+                    self.bytes -= old.byte_size();
                 }
             }
         }
@@ -155,7 +154,7 @@ impl ReaderQueue {
     /// The next item for the player.
     pub fn pop(&mut self) -> Option<Media> {
         let item = self.items.pop_front()?;
-        self.bytes -= media_size(&item);
+        self.bytes -= item.byte_size();
         if self.items.is_empty() {
             // The player caught up: earlier overflows no longer count against it.
             self.overflows = 0;
@@ -245,7 +244,7 @@ impl ReaderQueue {
             index += 1;
             keep
         });
-        self.bytes = self.items.iter().map(media_size).sum();
+        self.bytes = self.items.iter().map(Media::byte_size).sum();
         self.waiting = true;
         self.overflows = self.overflows.saturating_add(1);
     }

@@ -131,6 +131,20 @@ pub enum Media {
     Frame(Frame),
 }
 
+impl Media {
+    /// The bytes the item pins in memory, for the byte bounds of caches and queues.
+    ///
+    /// Payloads are shared `Bytes`, so this over-counts real memory when many queues hold the
+    /// same frame; it is the right measure of what one slow reader alone could keep alive.
+    pub fn byte_size(&self) -> usize {
+        match self {
+            Media::Config(config) => config.record().len(),
+            Media::Metadata(metadata) => metadata.amf0.len(),
+            Media::Frame(frame) => frame.payload.len(),
+        }
+    }
+}
+
 /// Why a codec configuration or payload could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -208,7 +208,7 @@ impl RtmpServerSession {
                     Mode::PublishPending { .. } => {
                         let (held, held_bytes) = (&mut self.held, &mut self.held_bytes);
                         read_media(&message, |media| {
-                            *held_bytes += media_bytes(&media);
+                            *held_bytes += media.byte_size();
                             held.push_back(media);
                         })?;
                         if self.held_bytes > MAX_HELD_BYTES {
@@ -569,14 +569,5 @@ impl LiveSession for RtmpServerSession {
             Mode::Publishing { .. } | Mode::Playing { .. } => Phase::Media,
             _ => Phase::Setup,
         }
-    }
-}
-
-/// What a held media item costs in memory, for the bound on held media.
-fn media_bytes(media: &Media) -> usize {
-    match media {
-        Media::Frame(frame) => frame.payload.len(),
-        Media::Config(config) => config.record().len(),
-        Media::Metadata(metadata) => metadata.amf0.len(),
     }
 }
