@@ -6,10 +6,9 @@
 //! player takes), the registry (play-before-publish) and the HLS catalog (playlist waits). The
 //! loop only moves bytes and arms one timer at the earliest deadline any of them names.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -30,11 +29,12 @@ use mediakit_core::session::{LiveSession, Phase, Rejection, SessionEvent};
 use mediakit_core::wait::{WaitError, WaitStatus, WaiterId};
 use mediakit_core::Millis;
 
+use super::deadline::Deadline;
 use super::fanout::Source;
 use super::hls::Woken;
 use super::inbox::WorkerMsg;
 use super::notify::{yield_now, LocalNotify};
-use super::runtime::{Connection as _, Runtime, Timer as _};
+use super::runtime::{Connection as _, Runtime};
 use super::shared::{PublisherHandle, Shared};
 use super::stats::Footprint;
 use super::udp::{ConnectionId, DatagramInbox};
@@ -231,10 +231,7 @@ async fn drive<R: Runtime, S: LiveSession>(
     };
     let mut nodelay = true;
     let mut input = BytesMut::new();
-    // One timer for the connection's life, moved when the deadline changes; `armed` is the
-    // deadline it is set for, `None` when it is not to be polled (or has fired).
-    let mut timer: Option<R::Sleep> = None;
-    let mut armed: Option<Millis> = None;
+    let mut deadline = Deadline::<R>::default();
     // Reads in a row without the loop having waited: a peer that sends faster than we parse
     // would otherwise keep this task running and starve the worker's other connections.
     let mut reads = WakeBudget::new(TCP_READ_BUDGET);
@@ -280,26 +277,16 @@ async fn drive<R: Runtime, S: LiveSession>(
             && conn
                 .guard
                 .may_read(input.len(), footprint.output + footprint.datagrams);
-        let deadline = [
-            conn.session.poll_timeout(),
-            conn.guard.poll_timeout(),
-            conn.role.deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        match deadline {
-            Some(at) if armed != Some(at) => {
-                match &mut timer {
-                    Some(timer) => timer.reset(at),
-                    None => timer = Some(R::sleep_until(at)),
-                }
-                armed = Some(at);
-            }
-            Some(_) => {}
-            None => armed = None,
-        }
-        let timer_armed = armed.is_some();
+        deadline.set(
+            [
+                conn.session.poll_timeout(),
+                conn.guard.poll_timeout(),
+                conn.role.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+        );
         let wake = Rc::clone(&conn.wake);
         if reads.exhausted() {
             yield_now().await;
@@ -325,10 +312,8 @@ async fn drive<R: Runtime, S: LiveSession>(
             if wake.poll_notified(cx).is_ready() {
                 return Poll::Ready(Wakeup::Notified);
             }
-            if let (true, Some(timer)) = (timer_armed, timer.as_mut()) {
-                if Pin::new(timer).poll(cx).is_ready() {
-                    return Poll::Ready(Wakeup::Deadline);
-                }
+            if deadline.poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Deadline);
             }
             waited = true;
             Poll::Pending
@@ -363,8 +348,6 @@ async fn drive<R: Runtime, S: LiveSession>(
                 conn.poll_role(R::now());
             }
             Wakeup::Deadline => {
-                // A fired timer stays ready until reset.
-                armed = None;
                 let now = R::now();
                 conn.session.handle_timeout(now);
                 if let Some(verdict) = conn.guard.handle_timeout(now) {

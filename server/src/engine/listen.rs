@@ -1,20 +1,19 @@
 //! A worker's life: bind its listeners and RTP ports, accept connections (within the
 //! server's admission limits), run its inbox and HLS housekeeping, and stop.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 
 use mediakit_core::datagram::UdpChannel;
-use mediakit_core::Millis;
 
 use super::connection::{self, Protocol};
+use super::deadline::Deadline;
 use super::inbox::WorkerMsg;
 use super::notify::unless;
-use super::runtime::{Runtime, Timer as _};
+use super::runtime::Runtime;
 use super::shared::Shared;
 use super::udp::UdpPorts;
 use super::worker::Worker;
@@ -135,26 +134,16 @@ async fn accept_loop<R: Runtime>(worker: Rc<Worker<R>>, listener: R::Listener, p
 /// worker stops (a new linger may end sooner than the one it waits for).
 async fn hls_housekeeping<R: Runtime>(worker: Rc<Worker<R>>) {
     let hls = &worker.shared.hls;
-    let mut timer: Option<R::Sleep> = None;
+    let mut deadline = Deadline::<R>::default();
     while !worker.is_stopping() {
-        let deadline = hls.poll_timeout();
-        if let Some(at) = deadline {
-            match &mut timer {
-                Some(timer) => timer.reset(at),
-                None => timer = Some(R::sleep_until(at)),
-            }
-        }
+        deadline.set(hls.poll_timeout());
         poll_fn(|cx| {
             if worker.hls_housekeeping.poll_notified(cx).is_ready() {
                 return Poll::Ready(());
             }
-            match (deadline, timer.as_mut()) {
-                (Some(_), Some(timer)) => Pin::new(timer).poll(cx),
-                _ => Poll::Pending,
-            }
+            deadline.poll(cx)
         })
         .await;
-        let now: Millis = R::now();
-        hls.handle_timeout(now);
+        hls.handle_timeout(R::now());
     }
 }

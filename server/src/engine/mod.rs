@@ -10,12 +10,14 @@
 //! messages.
 //!
 //! The modules, from the bottom up: [`runtime`] (the trait), `notify` (a wake-up flag),
+//! `deadline` (a task's one resettable timer),
 //! `stats` (per-worker gauges), `inbox` (what workers send each other), `hls` (the HLS
 //! catalog and its directory writer), `shared` (what every worker reaches), `fanout` (one
 //! stream on one worker), `udp` (a worker's RTP/RTCP sockets), `worker` (one worker's state),
 //! `connection` (one connection's loop), `listen` (a worker's life: bind, accept, stop).
 
 mod connection;
+mod deadline;
 mod fanout;
 mod hls;
 mod inbox;
